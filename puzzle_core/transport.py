@@ -1,0 +1,190 @@
+"""Saliency-discounted transport (Eq. 5) and its solvers (Algorithm 1, exact assignment).
+
+A plan is stored as ``source`` (B, n): for every target cell j the source cell i with
+Pi[i, j] = 1, or -1 when column j has no winner.  Applying a plan gathers patches (a permutation),
+never a dense matmul.  Cells are numbered row-major on a (th, tw) grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ._checks import check_choice
+
+
+@dataclass(frozen=True)
+class TransportPlan:
+    """source (B, n) long, -1 = empty column; iterations (B,) steps run; converged (B,) bool;
+    trace: per-step winners (list of (B, n)) when requested."""
+
+    source: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+    trace: list[torch.Tensor] | None = None
+
+    def matrix(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The plan as a 0/1 matrix (B, n, n), Pi[i, j] = 1 iff source[j] == i."""
+        return plan_matrix(self.source, dtype)
+
+    def is_permutation(self) -> torch.Tensor:
+        """(B,) bool: every column has a source and no source is used twice."""
+        b, n = self.source.shape
+        full = (self.source >= 0).all(1)
+        counts = torch.zeros((b, n + 1), dtype=torch.long, device=self.source.device)
+        counts.scatter_add_(1, self.source.clamp(min=-1) + 1, torch.ones_like(self.source))
+        return full & (counts[:, 1:] <= 1).all(1)
+
+
+def plan_matrix(source: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    b, n = source.shape
+    mat = torch.zeros((b, n + 1, n), dtype=dtype, device=source.device)
+    rows = torch.where(source >= 0, source, torch.full_like(source, n))
+    mat.scatter_(1, rows.unsqueeze(1), 1.0)
+    return mat[:, :n]
+
+
+def grid_cost_matrix(
+    th: int, tw: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """C of Eq. (5): squared distance between cell positions, divided by (side - 1)^2 as in the
+    reference code (max value 2 on a square grid); side = max(th, tw).  -> (n, n)."""
+    r = torch.arange(th, device=device).repeat_interleave(tw)
+    c = torch.arange(tw, device=device).repeat(th)
+    d2 = (r[:, None] - r[None, :]) ** 2 + (c[:, None] - c[None, :]) ** 2
+    side = max(th, tw)
+    return (d2.to(dtype) / max(side - 1, 1) ** 2).to(dtype)
+
+
+def transport_cost(
+    saliency: torch.Tensor, shown: torch.Tensor, eps: float, cost: torch.Tensor
+) -> torch.Tensor:
+    """C' = xi C - s z^T (Eq. 5): cost[b, i, j] = eps * C[i, j] - s[b, i] * z[b, j].
+
+    saliency (B, th, tw) pooled and normalised; shown (B, th, tw) the mask weight of this input
+    (soft z for the paper, 1[z > 0] for the reference code); cost (n, n)."""
+    b = saliency.shape[0]
+    s = saliency.reshape(b, -1, 1)
+    z = shown.reshape(b, 1, -1).to(s.dtype)
+    return eps * cost.to(s.dtype) - s * z
+
+
+def masked_transport(
+    cost: torch.Tensor,
+    *,
+    conflict: str = "paper",
+    penalty: float = float("inf"),
+    max_iter: int | None = None,
+    trace: bool = False,
+) -> TransportPlan:
+    """Algorithm 1 (Masked Transport), batched with scatter/gather on the cost's device.
+
+    Each step: every row picks its cheapest column (Pi); each column keeps its cheapest chooser
+    (Pi_win, ties to the lowest row index); every losing row pays ``penalty`` on the entry it
+    chose (C^(t+1) = C^(t) + v Pi_lose).  Only rows that lost re-pick, the others' rows of C are
+    unchanged, so the argmin is recomputed for losers only.
+
+    conflict="paper": C_conflict = C (.) Pi + v (1 - Pi) with v = infinity (non-choosers never
+        win), run until no row loses (at most n(n-1)/2 + 1 steps, Prop. 5) or ``max_iter``;
+        the converged Pi_win is a permutation.
+    conflict="reference": the official ``mask_transport``: C_conflict = C (.) Pi (non-choosers
+        count as 0, so a column whose choosers all cost >= 0 may get no winner), ``penalty`` 1,
+        exactly ``max_iter`` (= grid side) steps, the last Pi_win returned (a partial plan).
+    """
+    check_choice("conflict", conflict, ("paper", "reference"))
+    if cost.dim() != 3 or cost.shape[1] != cost.shape[2]:
+        raise ValueError(f"cost must have shape (B, n, n), got {tuple(cost.shape)}")
+    b, n, _ = cost.shape
+    dev = cost.device
+    if max_iter is None:
+        if conflict == "reference":
+            raise ValueError("max_iter is required for conflict='reference' (the grid side)")
+        max_iter = n * (n - 1) // 2 + 1
+    work = cost.clone()
+    rows = torch.arange(n, device=dev).expand(b, n)
+    choice = work.argmin(-1)
+    iterations = torch.zeros(b, dtype=torch.long, device=dev)
+    converged = torch.zeros(b, dtype=torch.bool, device=dev)
+    winner = torch.full((b, n), -1, dtype=torch.long, device=dev)
+    steps: list[torch.Tensor] = []
+    big = torch.full((b, n), n, dtype=torch.long, device=dev)
+    for _ in range(max_iter):
+        c = work.gather(-1, choice.unsqueeze(-1)).squeeze(-1)  # (B, n) cost of each row's pick
+        colmin = torch.full((b, n), float("inf"), dtype=c.dtype, device=dev)
+        colmin = colmin.scatter_reduce(1, choice, c, "amin")
+        at_min = c == colmin.gather(1, choice)
+        first_min = big.scatter_reduce(1, choice, torch.where(at_min, rows, n), "amin")
+        if conflict == "paper":
+            col_win = first_min
+        else:
+            count = torch.zeros((b, n), dtype=torch.long, device=dev)
+            count.scatter_add_(1, choice, torch.ones_like(choice))
+            zero = c == 0
+            first_zero = big.scatter_reduce(1, choice, torch.where(zero, rows, n), "amin")
+            before = (c > 0) & (rows < first_zero.gather(1, choice))
+            n_before = torch.zeros((b, n), dtype=torch.long, device=dev)
+            n_before.scatter_add_(1, choice, before.long())
+            neg_or_all = (colmin < 0) | (count == n)
+            zero_wins = (first_zero < n) & (n_before == first_zero)
+            col_win = torch.where(neg_or_all, first_min, torch.where(zero_wins, first_zero, big))
+        won = col_win.gather(1, choice) == rows
+        has = col_win < n
+        active = ~converged
+        winner = torch.where(active[:, None], torch.where(has, col_win, -1), winner)
+        iterations += active.long()
+        if trace:
+            steps.append(winner.clone())
+        lost = ~won & active[:, None]
+        if conflict == "paper":
+            converged |= ~lost.any(1)
+            if bool(converged.all()):
+                break
+        if lost.any():
+            bi, ri = lost.nonzero(as_tuple=True)
+            ci = choice[bi, ri]
+            work[bi, ri, ci] = work[bi, ri, ci] + penalty
+            choice[bi, ri] = work[bi, ri].argmin(-1)
+    return TransportPlan(winner, iterations, converged, steps if trace else None)
+
+
+def exact_transport(cost: torch.Tensor) -> TransportPlan:
+    """Exact minimiser of <Pi, C'> over permutations (Hungarian / LAPJV via
+    ``scipy.optimize.linear_sum_assignment``), one problem per example.  The oracle for Alg. 1."""
+    b, n, _ = cost.shape
+    arr = cost.detach().to("cpu", torch.float64).numpy()
+    src = np.empty((b, n), dtype=np.int64)
+    for i in range(b):
+        r, c = linear_sum_assignment(arr[i])
+        src[i, c] = r
+    dev = cost.device
+    return TransportPlan(
+        torch.from_numpy(src).to(dev),
+        torch.ones(b, dtype=torch.long, device=dev),
+        torch.ones(b, dtype=torch.bool, device=dev),
+    )
+
+
+def plan_objective(cost: torch.Tensor, source: torch.Tensor, columns: torch.Tensor | None = None):
+    """<Pi, C'> of a plan -> (B,); restricted to ``columns`` (B, n) bool when given (empty
+    columns contribute 0)."""
+    valid = source >= 0
+    if columns is not None:
+        valid = valid & columns.reshape(valid.shape).bool()
+    vals = cost.gather(1, source.clamp(min=0).unsqueeze(1)).squeeze(1)
+    return torch.where(valid, vals, torch.zeros_like(vals)).sum(1)
+
+
+def apply_plan(x: torch.Tensor, source: torch.Tensor, th: int, tw: int) -> torch.Tensor:
+    """Pi^T x: output cell j receives the patch of source cell source[j]; -1 gives a zero patch.
+
+    x (B, C, H, W) with th | H and tw | W; source (B, th*tw) -> (B, C, H, W)."""
+    b, ch, h, w = x.shape
+    ph, pw = h // th, w // tw
+    patches = x.reshape(b, ch, th, ph, tw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, th * tw, -1)
+    idx = source.clamp(min=0).unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+    out = patches.gather(1, idx)
+    out = torch.where((source >= 0).unsqueeze(-1), out, torch.zeros_like(out))
+    return out.reshape(b, th, tw, ch, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, h, w)
