@@ -11,11 +11,11 @@ import torch
 
 def check_rank(name: str, t: torch.Tensor, rank: int, shape_doc: str) -> None:
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}")
-    if t.dim() != rank:
         raise ValueError(
-            f"{name} must have shape {shape_doc} ({rank} dims), got {tuple(t.shape)}"
+            f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}"
         )
+    if t.dim() != rank:
+        raise ValueError(f"{name} must have shape {shape_doc} ({rank} dims), got {tuple(t.shape)}")
 
 
 def check_batch(name: str, t: torch.Tensor, batch: int, ref: str = "x") -> None:

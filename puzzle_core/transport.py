@@ -69,7 +69,8 @@ def transport_cost(
     b = saliency.shape[0]
     s = saliency.reshape(b, -1, 1)
     z = shown.reshape(b, 1, -1).to(s.dtype)
-    return eps * cost.to(s.dtype) - s * z
+    base = (eps * cost.to(s.dtype)).expand(b, -1, -1)
+    return torch.baddbmm(base, s, z, alpha=-1)  # one fused pass over (B, n, n)
 
 
 def masked_transport(
@@ -79,8 +80,11 @@ def masked_transport(
     penalty: float = float("inf"),
     max_iter: int | None = None,
     trace: bool = False,
+    inplace: bool = False,
+    first_choice: torch.Tensor | None = None,
 ) -> TransportPlan:
-    """Algorithm 1 (Masked Transport), batched with scatter/gather on the cost's device.
+    """Algorithm 1 (Masked Transport) on C' (B, n, n), batched with scatter/gather on the
+    cost's device.
 
     Each step: every row picks its cheapest column (Pi); each column keeps its cheapest chooser
     (Pi_win, ties to the lowest row index); every losing row pays ``penalty`` on the entry it
@@ -93,21 +97,35 @@ def masked_transport(
     conflict="reference": the official ``mask_transport``: C_conflict = C (.) Pi (non-choosers
         count as 0, so a column whose choosers all cost >= 0 may get no winner), ``penalty`` 1,
         exactly ``max_iter`` (= grid side) steps, the last Pi_win returned (a partial plan).
+        The loop stops early for an example once its Pi_win provably cannot change any more
+        (identical result, fewer steps).
+    ``inplace=True`` lets the solver add the penalties into ``cost`` instead of a copy;
+    ``first_choice`` (B, n) may give rows' known first pick (-1 = unknown, computed here).
+    converged (B,) says whether the last step had no loser (then Pi_win = Pi).
     """
     check_choice("conflict", conflict, ("paper", "reference"))
     if cost.dim() != 3 or cost.shape[1] != cost.shape[2]:
         raise ValueError(f"cost must have shape (B, n, n), got {tuple(cost.shape)}")
+    if not penalty > 0:
+        raise ValueError(f"penalty must be > 0, got {penalty}")
     b, n, _ = cost.shape
     dev = cost.device
     if max_iter is None:
         if conflict == "reference":
             raise ValueError("max_iter is required for conflict='reference' (the grid side)")
         max_iter = n * (n - 1) // 2 + 1
-    work = cost.clone()
+    work = cost if inplace else cost.clone()
+    flat = work.view(b * n, n)
+    if first_choice is None:
+        choice = work.argmin(-1)
+    else:
+        choice = first_choice.clone()
+        todo = (choice < 0).view(-1).nonzero().squeeze(1)
+        choice.view(-1)[todo] = flat.index_select(0, todo).argmin(-1)
     rows = torch.arange(n, device=dev).expand(b, n)
-    choice = work.argmin(-1)
     iterations = torch.zeros(b, dtype=torch.long, device=dev)
     converged = torch.zeros(b, dtype=torch.bool, device=dev)
+    frozen = torch.zeros(b, dtype=torch.bool, device=dev)
     winner = torch.full((b, n), -1, dtype=torch.long, device=dev)
     steps: list[torch.Tensor] = []
     big = torch.full((b, n), n, dtype=torch.long, device=dev)
@@ -119,7 +137,7 @@ def masked_transport(
         first_min = big.scatter_reduce(1, choice, torch.where(at_min, rows, n), "amin")
         if conflict == "paper":
             col_win = first_min
-        else:
+        else:  # argmin over the column of C (.) Pi: non-choosers hold 0
             count = torch.zeros((b, n), dtype=torch.long, device=dev)
             count.scatter_add_(1, choice, torch.ones_like(choice))
             zero = c == 0
@@ -132,22 +150,54 @@ def masked_transport(
             col_win = torch.where(neg_or_all, first_min, torch.where(zero_wins, first_zero, big))
         won = col_win.gather(1, choice) == rows
         has = col_win < n
-        active = ~converged
+        active = ~frozen
         winner = torch.where(active[:, None], torch.where(has, col_win, -1), winner)
         iterations += active.long()
         if trace:
             steps.append(winner.clone())
         lost = ~won & active[:, None]
-        if conflict == "paper":
-            converged |= ~lost.any(1)
-            if bool(converged.all()):
+        done_now = ~lost.any(1) & active
+        converged |= done_now
+        frozen |= done_now
+        if bool(frozen.all()):
+            break
+        li = lost.view(-1).nonzero().squeeze(1)  # flat row ids of the losers
+        ch = choice.view(-1)
+        old = ch[li]
+        flat.view(-1).index_add_(
+            0, li * n + old, torch.full(li.shape, penalty, dtype=work.dtype, device=dev)
+        )
+        block = flat.index_select(0, li)
+        pick = block.argmin(-1)
+        ch[li] = pick
+        if conflict == "reference":
+            # Early exit, same result: an example is final once no loser can ever beat a column's
+            # holder (losers' costs only grow) and no zero-rule winner can lose its guard rows.
+            hold = torch.where(has, c.gather(1, col_win.clamp(max=n - 1)), torch.zeros_like(c))
+            bi = li // n
+            hazard = (has & (hold >= 0)).view(-1)[bi * n + old]
+            # a row whose new minimum exceeds every holder of its example is no threat
+            maybe = block.gather(1, pick.unsqueeze(1)).squeeze(1) <= hold.amax(1)[bi]
+            threat = torch.zeros_like(maybe)
+            mi = maybe.nonzero().squeeze(1)
+            if mi.numel():
+                threat[mi] = (block[mi] <= hold.index_select(0, bi[mi])).any(1)
+            unstable = torch.zeros(b, dtype=torch.bool, device=dev)
+            unstable.index_fill_(0, bi[threat | hazard], True)
+            frozen |= active & ~unstable
+            if bool(frozen.all()):
                 break
-        if lost.any():
-            bi, ri = lost.nonzero(as_tuple=True)
-            ci = choice[bi, ri]
-            work[bi, ri, ci] = work[bi, ri, ci] + penalty
-            choice[bi, ri] = work[bi, ri].argmin(-1)
     return TransportPlan(winner, iterations, converged, steps if trace else None)
+
+
+def own_cell_choice(shown: torch.Tensor, eps: float) -> torch.Tensor:
+    """Rows whose first pick under C' = xi C - s z^T is known without a scan: with xi > 0 a cell
+    showing the largest weight (z_i = 1) has C'_ii = -s_i z_i < xi C_ij - s_i z_j for all j != i.
+    shown (B, th, tw) -> (B, n) long, the cell itself or -1 (unknown)."""
+    z = shown.reshape(shown.shape[0], -1)
+    own = torch.arange(z.shape[1], device=z.device).expand_as(z)
+    known = (z >= 1) if eps > 0 else torch.zeros_like(z, dtype=torch.bool)
+    return torch.where(known, own, torch.full_like(own, -1))
 
 
 def exact_transport(cost: torch.Tensor) -> TransportPlan:

@@ -7,8 +7,9 @@ layered binary encoding x_{i,t} = [k_i >= t], t = 1..m:
 
 * unary:      U_i(k) = U_i(0) + sum_t x_{i,t} (U_i(t) - U_i(t-1))
 * ordering:   x_{i,t+1} <= x_{i,t} (an infinite edge)
-* pairwise:   (k_i - k_j)^2 = sum_t (2t-1) x_{i,t} + sum_s (2s-1) x_{j,s} - 2 sum_{t,s} x_{i,t} x_{j,s},
-              and -2xy = -x - y + x(1-y) + y(1-x), a submodular (graph-representable) term.
+* pairwise:   (k_i - k_j)^2 = sum_t (2t-1) x_{i,t} + sum_s (2s-1) x_{j,s}
+                              - 2 sum_{t,s} x_{i,t} x_{j,s},
+              and -2xy = -x - y + x(1-y) + y(1-x) is a submodular (graph-representable) term.
 
 Every example of the batch is a disjoint component of one graph, solved by one call of the
 Boykov-Kolmogorov max-flow (PyMaxflow, double precision).  With m = 1 this is the classic binary

@@ -1,0 +1,145 @@
+"""``make bench``: per-stage timings of Puzzle Mix mixing (network passes excluded), measured side
+by side in one run; prints medians and ratios.  Run ``python -m puzzle_core.bench --help``."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .compat import official_mixup_graph
+from .puzzlemix import PuzzleMix, PuzzleMixConfig
+
+_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
+
+
+def photo_batch(
+    batch: int = 100, size: int = 32, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A deterministic batch of real photographs (random crops of scikit-image's bundled images,
+    resized to ``size``) and a stand-in saliency (smoothed image-gradient magnitude).
+
+    -> x (B, 3, size, size) in [0, 1], saliency (B, size, size) >= 0."""
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    imgs = []
+    for name in _PHOTOS:
+        im = getattr(data, name)()
+        im = np.repeat(im[..., None], 3, axis=2) if im.ndim == 2 else im[..., :3]
+        imgs.append(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1).float() / 255)
+    out = []
+    for _ in range(batch):
+        im = imgs[int(rng.integers(len(imgs)))]
+        h, w = im.shape[1:]
+        crop = int(rng.integers(min(h, w) // 4, min(h, w)))
+        top, left = int(rng.integers(h - crop + 1)), int(rng.integers(w - crop + 1))
+        patch = im[:, top : top + crop, left : left + crop].unsqueeze(0)
+        out.append(F.interpolate(patch, size=(size, size), mode="area")[0])
+    x = torch.stack(out)
+    grey = x.mean(1, keepdim=True)
+    gx = grey[..., :, 1:] - grey[..., :, :-1]
+    gy = grey[..., 1:, :] - grey[..., :-1, :]
+    mag = F.pad(gx.abs(), (0, 1)) + F.pad(gy.abs(), (0, 0, 0, 1))
+    sal = F.avg_pool2d(mag, 5, stride=1, padding=2, count_include_pad=False)[:, 0]
+    return x.contiguous(), sal.contiguous()
+
+
+def _median_ms(fn: Callable[[], dict[str, float]], repeats: int) -> dict[str, float]:
+    runs = [fn() for _ in range(repeats)]
+    return {k: 1000 * statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+CIFAR_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
+CIFAR_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
+
+
+def run(batch: int = 100, repeats: int = 5, grids: tuple[int, ...] = (2, 4, 8, 16)) -> None:
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    x01, sal = photo_batch(batch)
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    x = (x01 - mean) / std
+    y = torch.arange(batch) % 10
+    print(
+        f"Puzzle Mix mixing, batch {batch} RGB {x.shape[-1]}x{x.shape[-1]} photographs "
+        f"(scikit-image crops), 3 labels, transport at 4 px, lambda = 0.5; "
+        f"median of {repeats} runs, ms per batch, 1 CPU thread."
+    )
+    variants = {
+        "swap (reference numerics)": PuzzleMixConfig(num_classes=10),
+        "exact (batched min-cut)": PuzzleMixConfig(num_classes=10, solver="exact"),
+    }
+    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
+    header = f"{'solver':28s} {'grid':>4s} {'mask':>8s} {'transport':>10s} {'compose':>8s} {'total':>8s} {'energy':>10s}"
+    print(header)
+    totals: dict[str, list[float]] = {}
+    for name, cfg in variants.items():
+        mixer = PuzzleMix(cfg, mean=CIFAR_MEAN, std=CIFAR_STD)
+        for g in grids:
+            outs = []
+
+            def once(mixer=mixer, g=g, outs=outs) -> dict[str, float]:
+                out = mixer.mix(x, y, sal, grid=g, lam=0.5, perm=perm, timed=True)
+                outs.append(out)
+                return out.timings
+
+            t = _median_ms(once, repeats)
+            total = t["mask"] + t["transport"] + t["compose"]
+            totals.setdefault(name, []).append(total)
+            energy = outs[-1].energy.evaluate(outs[-1].labels).mean().item()
+            print(
+                f"{name:28s} {g:4d} {t['mask']:8.1f} {t['transport']:10.1f} "
+                f"{t['compose']:8.1f} {total:8.1f} {energy:10.6f}"
+            )
+    # the official implementation's numerics, as re-expressed in puzzle_core.compat
+    ref_totals = []
+    for g in grids:
+
+        def official(g=g) -> dict[str, float]:
+            t0 = time.perf_counter()
+            official_mixup_graph(
+                x,
+                sal,
+                perm,
+                block_num=g,
+                lam=0.5,
+                beta=1.2,
+                gamma=0.5,
+                eta=0.2,
+                neigh_size=4,
+                n_labels=3,
+                mean=CIFAR_MEAN,
+                std=CIFAR_STD,
+                transport=True,
+                t_eps=0.8,
+                t_size=4,
+            )
+            return {"total": time.perf_counter() - t0}
+
+        ref_totals.append(_median_ms(official, repeats)["total"])
+    print(f"\n{'average over grids ' + str(grids):40s} ms/batch")
+    for name, vals in totals.items():
+        print(f"  {name:38s} {statistics.mean(vals):8.1f}")
+    print(f"  {'compat.official_mixup_graph (swap)':38s} {statistics.mean(ref_totals):8.1f}")
+    ex = statistics.mean(totals["exact (batched min-cut)"])
+    sw = statistics.mean(totals["swap (reference numerics)"])
+    print(f"  ratio swap / exact: {sw / ex:.2f}x   (target: exact <= 60 ms on 2 CPU cores)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    run(args.batch, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Mask optimisation (Eq. 4): the energy and its solvers."""

@@ -1,0 +1,108 @@
+"""Saliency s(x) (Section 3): the gradient of the loss w.r.t. the input, reduced over channels,
+from one batched backward pass; pooled to the mask grid and normalised to sum 1 per example."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._checks import check_batch, check_choice, check_finite_nonneg, check_rank
+
+
+@dataclass(frozen=True)
+class SaliencyResult:
+    """saliency (B, H, W) >= 0; input_grad (B, C, H, W) = d loss / d x; loss () detached;
+    logits (B, K) detached.  When a clean weight was given, ``weight * d loss / d theta`` has
+    been accumulated into the parameters' ``.grad`` (the clean-input regulariser, Section 5)."""
+
+    saliency: torch.Tensor
+    input_grad: torch.Tensor
+    loss: torch.Tensor
+    logits: torch.Tensor
+
+
+def reduce_gradient(grad: torch.Tensor, norm: str = "l2") -> torch.Tensor:
+    """(B, C, H, W) -> (B, H, W): l2 norm over channels (paper) or RMS (reference: sqrt(mean_c
+    g^2) = l2 / sqrt(C); the constant cancels after normalisation)."""
+    check_choice("norm", norm, ("l2", "rms"))
+    sq = grad.pow(2)
+    return (sq.sum(1) if norm == "l2" else sq.mean(1)).sqrt()
+
+
+def compute_saliency(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    *,
+    norm: str = "l2",
+    mode: str = "eval",
+    clean_weight: float = 0.0,
+) -> SaliencyResult:
+    """s(x) = || d loss(f(x), y) / d x ||_channels from one batched backward pass.
+
+    x (B, C, H, W) as the model takes it (the reference differentiates w.r.t. the normalised
+    input); y (B,) int labels or (B, K) soft targets; ``loss_fn`` defaults to the batch-mean
+    cross-entropy (reference).  ``mode``: "eval" (reference with clean_lam = 0: BN running stats),
+    "train" (reference with clean_lam > 0) or "keep"; the model's mode is restored afterwards.
+    ``clean_weight`` > 0 accumulates clean_weight * grad_theta loss into the parameters' .grad in
+    the same backward pass (the clean-input regulariser reuses the saliency pass, Section 5).
+    """
+    check_rank("x", x, 4, "(B, C, H, W)")
+    check_batch("y", y, x.shape[0])
+    check_choice("mode", mode, ("eval", "train", "keep"))
+    if clean_weight < 0:
+        raise ValueError(f"clean_weight must be >= 0, got {clean_weight}")
+    loss_fn = loss_fn or F.cross_entropy
+    was_training = model.training
+    if mode != "keep":
+        model.train(mode == "train")
+    try:
+        xg = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xg)
+            loss = loss_fn(logits, y)
+            if clean_weight > 0:
+                (clean_weight * loss).backward()
+                grad = xg.grad / clean_weight
+            else:
+                (grad,) = torch.autograd.grad(loss, xg)
+    finally:
+        model.train(was_training)
+    grad = grad.detach()
+    return SaliencyResult(reduce_gradient(grad, norm), grad, loss.detach(), logits.detach())
+
+
+def pool_saliency(saliency: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """Average-pool s (B, H, W) to a (gh, gw) grid and normalise each example to sum 1 (the
+    unary term of Eq. 4).  An all-zero map becomes uniform.  -> (B, gh, gw), float32 or wider."""
+    check_rank("saliency", saliency, 3, "(B, H, W)")
+    gh, gw = (grid, grid) if isinstance(grid, int) else grid
+    _, h, w = saliency.shape
+    if h % gh or w % gw:
+        raise ValueError(f"grid {gh}x{gw} must divide the saliency size {h}x{w}")
+    s = saliency if saliency.dtype in (torch.float32, torch.float64) else saliency.float()
+    pooled = F.avg_pool2d(s.unsqueeze(1), (h // gh, w // gw)).squeeze(1)
+    total = pooled.flatten(1).sum(1).reshape(-1, 1, 1)
+    uniform = torch.full_like(pooled, 1.0 / (gh * gw))
+    return torch.where(total > 0, pooled / torch.where(total > 0, total, 1.0), uniform)
+
+
+def validate_saliency(saliency: torch.Tensor, x: torch.Tensor) -> None:
+    check_rank("saliency", saliency, 3, "(B, H, W)")
+    check_batch("saliency", saliency, x.shape[0])
+    if tuple(saliency.shape[1:]) != tuple(x.shape[2:]):
+        raise ValueError(
+            f"saliency must have shape (B, H, W) = {(x.shape[0], *x.shape[2:])}, "
+            f"got {tuple(saliency.shape)}"
+        )
+    check_finite_nonneg("saliency", saliency)
+
+
+def draw_grid_size(choices: Sequence[int], rng: np.random.Generator) -> int:
+    """The mask grid side, uniform over ``choices`` per mini-batch (reference: {2, 4, 8, 16})."""
+    return int(choices[int(rng.integers(len(choices)))])
