@@ -77,8 +77,8 @@ def run(batch: int = 100, repeats: int = 5, grids: tuple[int, ...] = (2, 4, 8, 1
         "exact (batched min-cut)": PuzzleMixConfig(num_classes=10, solver="exact"),
     }
     perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
-    header = f"{'solver':28s} {'grid':>4s} {'mask':>8s} {'transport':>10s} {'compose':>8s} {'total':>8s} {'energy':>10s}"
-    print(header)
+    cols = ("mask", "transport", "compose", "total", "energy")
+    print(f"{'solver':28s} {'grid':>4s} " + " ".join(f"{c:>10s}" for c in cols))
     totals: dict[str, list[float]] = {}
     for name, cfg in variants.items():
         mixer = PuzzleMix(cfg, mean=CIFAR_MEAN, std=CIFAR_STD)
@@ -94,10 +94,8 @@ def run(batch: int = 100, repeats: int = 5, grids: tuple[int, ...] = (2, 4, 8, 1
             total = t["mask"] + t["transport"] + t["compose"]
             totals.setdefault(name, []).append(total)
             energy = outs[-1].energy.evaluate(outs[-1].labels).mean().item()
-            print(
-                f"{name:28s} {g:4d} {t['mask']:8.1f} {t['transport']:10.1f} "
-                f"{t['compose']:8.1f} {total:8.1f} {energy:10.6f}"
-            )
+            vals = (t["mask"], t["transport"], t["compose"], total)
+            print(f"{name:28s} {g:4d} " + " ".join(f"{v:10.1f}" for v in vals) + f" {energy:10.6f}")
     # the official implementation's numerics, as re-expressed in puzzle_core.compat
     ref_totals = []
     for g in grids:

@@ -1,0 +1,42 @@
+# puzzlemix-repro: every target sets itself up (virtual environment + pinned dependencies).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# the mixing code is many small tensor ops: one thread is fastest on small CPUs
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: setup test lab bench lint format env clean
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (puzzlemix-repro)" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned dependencies and the package
+
+test: $(STAMP)  ## pytest + the notebooks through nbval (lax: their asserts are the tests)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+lab: $(STAMP)  ## JupyterLab with the project kernel
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+bench: $(STAMP)  ## timings of the mixing stages, side by side
+	$(BIN)/python -m puzzle_core.bench
+
+lint: $(STAMP)  ## ruff + environment.yml in sync with requirements.txt
+	$(BIN)/ruff check puzzle_core tests
+	$(BIN)/ruff format --check puzzle_core tests
+	$(BIN)/python -m puzzle_core.envfile --check
+
+format: $(STAMP)
+	$(BIN)/ruff format puzzle_core tests
+	$(BIN)/ruff check --fix puzzle_core tests
+
+env: $(STAMP)  ## regenerate environment.yml from requirements.txt
+	$(BIN)/python -m puzzle_core.envfile
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,248 @@
+"""The PuzzleMix object: invariants of Eq. (2), presets, determinism, devices, dtypes, Algorithm
+2, the clean regulariser and bad input."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import cuda_available
+
+from puzzle_core import ABLATIONS, PuzzleMix, PuzzleMixConfig, compute_saliency, pool_saliency
+from puzzle_core.bench import photo_batch
+
+MEAN = (0.5071, 0.4865, 0.4409)
+STD = (0.2673, 0.2564, 0.2762)
+
+
+def _batch(b=8, size=16, seed=0):
+    x01, sal = photo_batch(b, size, seed)
+    x = (x01 - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return x, torch.arange(b) % 5, sal
+
+
+def _configs():
+    out = []
+    for preset in ("reference", "paper"):
+        for solver in ("swap", "exact"):
+            out.append(PuzzleMixConfig.from_preset(preset, solver=solver, num_classes=5))
+    out.append(PuzzleMixConfig(num_classes=5, n_labels=2, solver="binary"))
+    out.append(PuzzleMixConfig(num_classes=5, transport=False))
+    return out
+
+
+@pytest.mark.parametrize("cfg", _configs(), ids=lambda c: f"{c.preset}-{c.solver}-{c.n_labels}")
+def test_invariants(cfg):
+    x, y, sal = _batch()
+    mixer = PuzzleMix(cfg, mean=MEAN, std=STD)
+    for grid in (2, 4, 8, 16):
+        out = mixer.mix(x, y, sal, grid=grid, generator=torch.Generator().manual_seed(grid))
+        m = cfg.n_labels - 1
+        assert out.mask.shape == (8, grid, grid)
+        assert torch.equal(out.mask * m, (out.mask * m).round())  # mask values in L
+        assert torch.allclose(out.y.sum(1), torch.ones(8))  # soft labels sum to 1
+        onehot = F.one_hot(y, 5).float()
+        expect = out.ratio[:, None] * onehot + (1 - out.ratio[:, None]) * onehot[out.perm]
+        assert torch.allclose(out.y, expect)  # weight mean(z) on the example itself
+        assert torch.allclose(out.ratio, out.mask.mean((1, 2)))
+        if cfg.transport and cfg.transport_conflict == "paper":
+            assert out.plan_self.is_permutation().all() and out.plan_partner.is_permutation().all()
+
+
+def test_mixed_pixels_come_from_the_right_source():
+    cfg = PuzzleMixConfig(num_classes=5, transport=False, n_labels=2)
+    x, y, sal = _batch()
+    out = PuzzleMix(cfg).mix(x, y, sal, grid=4, generator=torch.Generator().manual_seed(0))
+    z = out.mask.repeat_interleave(4, 1).repeat_interleave(4, 2).unsqueeze(1)
+    assert torch.equal(out.x, torch.where(z > 0, x, x[out.perm]))
+
+
+@pytest.mark.parametrize("preset", ["reference", "paper"])
+def test_lambda_extremes_give_pure_inputs(preset):
+    cfg = PuzzleMixConfig.from_preset(preset, num_classes=5, solver="exact", eta=50.0)
+    x, y, sal = _batch()
+    mixer = PuzzleMix(cfg, mean=MEAN, std=STD)
+    out1 = mixer.mix(x, y, sal, grid=4, lam=1.0)
+    assert (out1.mask == 1).all() and torch.allclose(out1.ratio, torch.ones(8))
+    out0 = mixer.mix(x, y, sal, grid=4, lam=0.0)
+    assert (out0.mask == 0).all()
+    assert torch.allclose(out0.y, F.one_hot(y[out0.perm], 5).float())
+    if preset == "paper":  # converged transport of a single source is the identity
+        assert torch.allclose(out1.x, x, atol=1e-6)
+        assert torch.allclose(out0.x, x[out0.perm], atol=1e-6)
+
+
+def test_seeded_calls_are_bit_identical():
+    x, y, sal = _batch()
+    mixer = PuzzleMix(PuzzleMixConfig(num_classes=5), mean=MEAN, std=STD)
+    a = mixer.mix(x, y, sal, generator=torch.Generator().manual_seed(3))
+    b = mixer.mix(x, y, sal, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and a.grid == b.grid and a.lam == b.lam
+
+
+def test_batch_of_one_mixes_with_itself():
+    x, y, sal = _batch(1)
+    out = PuzzleMix(PuzzleMixConfig(num_classes=5), mean=MEAN, std=STD).mix(x, y, sal, grid=4)
+    assert out.perm.tolist() == [0]
+    assert torch.allclose(out.y, F.one_hot(y, 5).float())
+    assert torch.isfinite(out.x).all()
+
+
+def test_non_square_images_and_soft_targets():
+    x, _, sal = _batch(4, 32)
+    x, sal = x[..., :16], sal[..., :16]  # 32 x 16
+    soft = torch.softmax(torch.randn(4, 7, generator=torch.Generator().manual_seed(0)), 1)
+    for cfg in (PuzzleMixConfig(), PuzzleMixConfig.from_preset("paper")):
+        out = PuzzleMix(cfg).mix(x, soft, sal, grid=4)
+        assert out.x.shape == x.shape and torch.allclose(out.y.sum(1), torch.ones(4))
+
+
+def test_dtype_safe_under_autocast():
+    x, y, sal = _batch()
+    mixer = PuzzleMix(PuzzleMixConfig(num_classes=5, solver="exact"), mean=MEAN, std=STD)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = mixer.mix(x.bfloat16(), y, sal.bfloat16(), grid=4)
+    assert out.x.dtype == torch.bfloat16 and torch.isfinite(out.x.float()).all()
+
+
+def test_saliency_helper_one_backward_and_clean_gradient():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
+    x, y, _ = _batch()
+    res = compute_saliency(model, x, y, norm="l2")
+    xg = x.clone().requires_grad_(True)
+    model.eval()
+    (g,) = torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
+    assert torch.allclose(res.saliency, g.norm(dim=1), atol=1e-6)
+    assert all(p.grad is None for p in model.parameters())  # no parameter gradient without it
+    rms = compute_saliency(model, x, y, norm="rms").saliency
+    assert torch.allclose(rms * 3**0.5, res.saliency, atol=1e-6)
+    model.train()
+    compute_saliency(model, x, y, mode="train", clean_weight=0.5)
+    assert model.training
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    (0.5 * F.cross_entropy(model(x), y)).backward()
+    for a, b in zip(grads, [p.grad for p in model.parameters()], strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_prepare_adversarial_noise_stays_in_the_ball():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
+    x, y, _ = _batch()
+    for variant in ("adv", "fgsm", "nu0=nu1"):
+        cfg = PuzzleMixConfig(num_classes=5, adv_p=1.0, adv_variant=variant)
+        mixer = PuzzleMix(cfg, mean=MEAN, std=STD)
+        prep = mixer.prepare(model, x, y, generator=torch.Generator().manual_seed(1))
+        adv = prep.adversarial
+        assert adv is not None and adv.nu_self.all() and adv.nu_partner.all()
+        assert adv.noise.abs().max() <= cfg.adv_eps + 1e-6
+        out = mixer.mix(x, y, prep.saliency, adversarial=adv, grid=4)
+        mixed_pix = mixer.to_pixels(out.x)
+        assert mixed_pix.min() >= -1e-5 and mixed_pix.max() <= 1 + 1e-5
+        if variant == "fgsm":  # delta = 1: the perturbation is the full signed step, clipped
+            assert torch.allclose(adv.noise.abs().amax(), torch.tensor(cfg.adv_eps), atol=1e-6)
+
+
+def test_prepare_without_adversarial():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
+    x, y, _ = _batch()
+    prep = PuzzleMix(PuzzleMixConfig(num_classes=5)).prepare(model, x, y)
+    assert prep.adversarial is None and prep.saliency.shape == (8, 16, 16)
+
+
+def test_presets_and_ablations():
+    ref, pap = PuzzleMixConfig.from_preset("reference"), PuzzleMixConfig.from_preset("paper")
+    assert ref == PuzzleMixConfig()
+    assert pap.scaling == "paper" and pap.solver == "exact" and pap.transport_conflict == "paper"
+    assert ref.coefficients(4) == (1.2 / 64, 0.5 * 1.2 / 64, 0.2 / 16, 1e-8)
+    assert pap.coefficients(4)[:3] == pytest.approx(ref.coefficients(4)[:3])
+    assert ref.clean_weight(100) == 0.0
+    assert ref.replace(clean_lam=1.0).clean_weight(100) == pytest.approx(0.02)
+    assert pap.replace(clean_lam=1.0).clean_weight(100) == 1.0
+    for name, changes in ABLATIONS.items():
+        cfg = ref.replace(**changes)
+        assert all(getattr(cfg, k) == v for k, v in changes.items()), name
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(n_labels=1), "n_labels"),
+        (dict(solver="fast"), "solver"),
+        (dict(solver="binary"), "n_labels=2"),
+        (dict(grid_sizes=()), "grid_sizes"),
+        (dict(beta=-1.0), "beta"),
+        (dict(adv_p=1.5), "adv_p"),
+        (dict(adv_variant="pgd"), "adv_variant"),
+    ],
+)
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PuzzleMixConfig(**kwargs)
+
+
+def test_bad_preset():
+    with pytest.raises(ValueError, match="preset"):
+        PuzzleMixConfig.from_preset("official")
+
+
+def test_bad_input():
+    x, y, sal = _batch()
+    mixer = PuzzleMix(PuzzleMixConfig(num_classes=5))
+    with pytest.raises(ValueError, match="x must have shape"):
+        mixer(x[0], y, sal)
+    with pytest.raises(ValueError, match="saliency has batch size"):
+        mixer(x, y, sal[:3])
+    with pytest.raises(ValueError, match="saliency must have shape"):
+        mixer(x, y, sal[:, None])
+    bad = sal.clone()
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="saliency must be finite"):
+        mixer(x, y, bad)
+    with pytest.raises(ValueError, match="saliency must be non-negative"):
+        mixer(x, y, -sal)
+    with pytest.raises(ValueError, match="lam must be"):
+        mixer(x, y, sal, lam=1.5)
+    with pytest.raises(ValueError, match="grid=3"):
+        mixer(x, y, sal, grid=3)
+    with pytest.raises(ValueError, match="y has batch size"):
+        mixer(x, y[:2], sal)
+    with pytest.raises(ValueError, match="num_classes"):
+        PuzzleMix(PuzzleMixConfig())(x, y, sal)
+    with pytest.raises(ValueError, match="perm"):
+        mixer(x, y, sal, perm=torch.arange(3))
+    with pytest.raises(ValueError, match="saliency .* is required"):
+        mixer(x, y)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
+def test_cpu_and_cuda_agree():
+    x, y, sal = _batch(16, 32)
+    for cfg in (
+        PuzzleMixConfig(num_classes=5, solver="exact"),
+        PuzzleMixConfig.from_preset("paper", num_classes=5),
+    ):
+        mixer = PuzzleMix(cfg, mean=MEAN, std=STD)
+        for grid in (2, 4, 8, 16):
+            perm = torch.randperm(16, generator=torch.Generator().manual_seed(grid))
+            a = mixer.mix(x, y, sal, grid=grid, lam=0.4, perm=perm)
+            b = mixer.mix(x.cuda(), y.cuda(), sal.cuda(), grid=grid, lam=0.4, perm=perm.cuda())
+            assert torch.equal(a.mask, b.mask.cpu())
+            assert torch.allclose(a.x, b.x.cpu(), atol=1e-5)
+            assert torch.allclose(a.y, b.y.cpu(), atol=1e-6)
+
+
+def test_pool_saliency_normalises_and_handles_zeros():
+    s = torch.rand(3, 8, 8)
+    s[1] = 0
+    p = pool_saliency(s, 4)
+    assert torch.allclose(p.sum((1, 2)), torch.ones(3))
+    assert torch.allclose(p[1], torch.full((4, 4), 1 / 16))

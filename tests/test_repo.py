@@ -1,0 +1,42 @@
+"""Repository hygiene: one source of truth for dependencies, documented dependencies,
+notebooks stored without outputs and parameterised."""
+
+import json
+
+from conftest import ROOT
+
+from puzzle_core.envfile import read_requirements, render
+
+
+def test_environment_yml_generated_from_requirements():
+    reqs = read_requirements(ROOT / "requirements.txt")
+    assert len(reqs) >= 10
+    assert (ROOT / "environment.yml").read_text() == render(reqs), (
+        "environment.yml is stale: run `make env`"
+    )
+
+
+def test_every_requirement_is_explained_in_the_readme():
+    readme = (ROOT / "README.md").read_text().lower()
+    for name, _, why in read_requirements(ROOT / "requirements.txt"):
+        assert why, f"requirements.txt: {name} has no reason"
+        assert f"`{name.lower()}`" in readme, f"README does not explain {name}"
+
+
+def test_notebooks_stored_clean_and_parameterised():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        assert nb["metadata"].get("kernelspec", {}).get("language") == "python", path
+        tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: needs exactly one cell tagged 'parameters'"
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "code":
+                assert cell.get("outputs") == [] and cell.get("execution_count") is None, path
+
+
+def test_makefile_targets():
+    text = (ROOT / "Makefile").read_text()
+    for target in ("test:", "lab:", "bench:", "lint:"):
+        assert f"\n{target}" in text

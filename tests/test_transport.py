@@ -1,0 +1,132 @@
+"""Algorithm 1 (both conflict rules) vs a literal dense transcription, Props. 3-5, the exact
+assignment oracle and plan application."""
+
+import pytest
+import torch
+
+from puzzle_core import apply_plan, exact_transport, grid_cost_matrix, masked_transport
+from puzzle_core.propositions import check_transport, random_transport_instances
+from puzzle_core.transport import own_cell_choice, plan_matrix, plan_objective, transport_cost
+
+
+def dense_reference(cost, n_iter):
+    """The official mask_transport, transcribed literally (dense one-hot matrices)."""
+    cost = cost.clone()
+    win = None
+    for _ in range(n_iter):
+        row_best = cost.min(-1)[1]
+        plan = torch.zeros_like(cost).scatter_(-1, row_best.unsqueeze(-1), 1)
+        col_best = (plan * cost).min(-2)[1]
+        win = torch.zeros_like(cost).scatter_(-2, col_best.unsqueeze(-2), 1) * plan
+        cost += (1 - win) * plan
+    return win
+
+
+def dense_paper(cost):
+    """Algorithm 1 as printed with v = inf, until no row loses -> (Pi_win, steps)."""
+    cost = cost.clone()
+    n = cost.shape[-1]
+    for t in range(n * (n - 1) // 2 + 1):
+        plan = torch.zeros_like(cost).scatter_(-1, cost.argmin(-1).unsqueeze(-1), 1)
+        fight = torch.where(plan > 0, cost, torch.full_like(cost, float("inf")))
+        win = torch.zeros_like(cost).scatter_(-2, fight.argmin(-2).unsqueeze(-2), 1) * plan
+        lose = (1 - win) * plan
+        if lose.sum() == 0:
+            return win, t + 1
+        cost = torch.where(lose > 0, torch.full_like(cost, float("inf")), cost)
+    raise AssertionError("did not converge")
+
+
+def _instances(gen, side, batch, zero_saliency=False):
+    s = torch.rand(batch, side, side, generator=gen)
+    s = s / s.sum((1, 2), keepdim=True)
+    if zero_saliency:
+        s[:, : side // 2] = 0
+    z = (torch.rand(batch, side, side, generator=gen) > 0.5).float()
+    return transport_cost(s, z, 0.8, grid_cost_matrix(side, side)), z
+
+
+@pytest.mark.parametrize("side", [2, 3, 4, 8, 16])
+def test_reference_rule_matches_literal_transcription(side, gen):
+    for trial in range(6):
+        cost, z = _instances(gen, side, 16, zero_saliency=trial % 2 == 0)
+        expect = dense_reference(cost, side)
+        got = masked_transport(cost, conflict="reference", penalty=1.0, max_iter=side)
+        assert torch.equal(got.matrix(), expect)
+        hint = own_cell_choice(z, 0.8)
+        got2 = masked_transport(
+            cost, conflict="reference", penalty=1.0, max_iter=side, first_choice=hint
+        )
+        assert torch.equal(got2.source, got.source)
+
+
+@pytest.mark.parametrize("side", [2, 3, 4, 8])
+def test_paper_rule_matches_literal_transcription(side, gen):
+    cost, _ = _instances(gen, side, 12)
+    got = masked_transport(cost)
+    for b in range(cost.shape[0]):
+        win, steps = dense_paper(cost[b : b + 1])
+        assert torch.equal(got.matrix()[b : b + 1], win)
+        assert got.iterations[b] == steps
+
+
+def test_masked_transport_leaves_cost_untouched(gen):
+    cost, _ = _instances(gen, 4, 8)
+    before = cost.clone()
+    masked_transport(cost, conflict="reference", penalty=1.0, max_iter=4)
+    assert torch.equal(cost, before)
+
+
+@pytest.mark.parametrize("side,count", [(2, 1500), (4, 1500), (8, 300), (16, 40)])
+def test_propositions_3_4_5(side, count):
+    n = side * side
+    cost, z = random_transport_instances(count, side, torch.Generator().manual_seed(side))
+    res = check_transport(cost, z, torch.Generator().manual_seed(0))
+    assert res.prop3.all()  # Prop. 3: a z = 1 column has exactly one winner at every step
+    assert (res.prop4_max_increase <= 1e-12).all()  # Prop. 4: partial objective non-increasing
+    assert (res.steps <= n * (n - 1) // 2 + 1).all() and res.converged.all()  # Prop. 5
+    assert (res.objective >= res.optimum - 1e-9).all()  # Hungarian is a lower bound
+
+
+def test_exact_transport_is_optimal_by_enumeration(gen):
+    import itertools
+
+    cost = torch.randn(20, 4, 4, generator=gen, dtype=torch.float64)
+    perms = torch.tensor(list(itertools.permutations(range(4))))
+    plan = exact_transport(cost)
+    for b in range(20):
+        objs = torch.stack([plan_objective(cost[b : b + 1], p[None])[0] for p in perms])
+        assert torch.isclose(plan_objective(cost[b : b + 1], plan.source[b : b + 1])[0], objs.min())
+
+
+def test_apply_plan_is_a_patch_permutation(gen):
+    x = torch.rand(3, 2, 8, 12, generator=gen)
+    src = torch.stack([torch.randperm(4 * 6, generator=gen) for _ in range(3)])
+    out = apply_plan(x, src, 4, 6)
+    for b in range(3):
+        for j in range(24):
+            i = int(src[b, j])
+            ri, ci, rj, cj = i // 6, i % 6, j // 6, j % 6
+            assert torch.equal(
+                out[b, :, 2 * rj : 2 * rj + 2, 2 * cj : 2 * cj + 2],
+                x[b, :, 2 * ri : 2 * ri + 2, 2 * ci : 2 * ci + 2],
+            )
+    # the dense formulation Pi^T x gives the same
+    pm = plan_matrix(src)
+    patches = x.reshape(3, 2, 4, 2, 6, 2).permute(0, 2, 4, 1, 3, 5).reshape(3, 24, -1)
+    dense = torch.bmm(pm.transpose(1, 2), patches)
+    assert torch.allclose(
+        dense.reshape(3, 4, 6, 2, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(x.shape), out
+    )
+    # an empty column gives a zero patch
+    src[0, 0] = -1
+    assert (apply_plan(x, src, 4, 6)[0, :, :2, :2] == 0).all()
+
+
+def test_bad_transport_input():
+    with pytest.raises(ValueError, match="cost"):
+        masked_transport(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="conflict"):
+        masked_transport(torch.zeros(1, 2, 2), conflict="nope")
+    with pytest.raises(ValueError, match="max_iter"):
+        masked_transport(torch.zeros(1, 2, 2), conflict="reference")
