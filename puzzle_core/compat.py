@@ -23,7 +23,7 @@ from ._checks import check_batch, check_choice, check_permutation, check_rank
 from .mask.energy import GridEnergy, boundary_distances
 from .mask.exact import solve_exact
 from .mask.swap import gco_swap_grid
-from .transport import apply_plan, grid_cost_matrix, masked_transport, transport_cost
+from .transport import apply_plan, grid_cost_matrix, saliency_transport
 
 _REF_PRIOR_EPS = 1e-8
 
@@ -171,8 +171,15 @@ def official_mixup_graph(
         cmat = grid_cost_matrix(t_grid, t_grid, dev, torch.float32)
         plans = []
         for inp, shown, sal in ((input1, mask, u_self_t), (input2, 1 - mask, u_part_t)):
-            cost = transport_cost(sal, (shown > 0).float(), t_eps, cmat)
-            plan = masked_transport(cost, conflict="reference", penalty=1.0, max_iter=t_grid)
+            plan = saliency_transport(
+                sal,
+                (shown > 0).float(),
+                t_eps,
+                cmat,
+                conflict="reference",
+                penalty=1.0,
+                max_iter=t_grid,
+            )
             plans.append((apply_plan(inp, plan.source, t_grid, t_grid), plan))
         (input1, p1), (input2, p2) = plans
         plan_self, plan_partner = p1.matrix(), p2.matrix()

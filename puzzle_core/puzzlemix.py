@@ -33,9 +33,7 @@ from .transport import (
     TransportPlan,
     apply_plan,
     grid_cost_matrix,
-    masked_transport,
-    own_cell_choice,
-    transport_cost,
+    saliency_transport,
 )
 
 SOLVERS = ("swap", "exact", "binary")
@@ -545,16 +543,15 @@ class PuzzleMix:
             shown = (shown > 0).float()
         s_both = torch.cat([s_t, s_t[perm]])
         # both inputs' transports in one batched call (2B problems)
-        plan = masked_transport(
-            transport_cost(s_both, shown, cfg.t_eps, cmat),
-            inplace=True,
-            first_choice=own_cell_choice(shown, cfg.t_eps),
-            **kwargs,
-        )
+        plan = saliency_transport(s_both, shown, cfg.t_eps, cmat, **kwargs)
         b = x_self.shape[0]
-        moved = apply_plan(torch.cat([x_self, x_partner]), plan.source, th, tw)
         p_self, p_part = (
             TransportPlan(plan.source[sl], plan.iterations[sl], plan.converged[sl])
             for sl in (slice(0, b), slice(b, 2 * b))
         )
-        return moved[:b], moved[b:], p_self, p_part
+        return (
+            apply_plan(x_self, p_self.source, th, tw),
+            apply_plan(x_partner, p_part.source, th, tw),
+            p_self,
+            p_part,
+        )

@@ -7,6 +7,7 @@ never a dense matmul.  Cells are numbered row-major on a (th, tw) grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,11 +81,10 @@ def masked_transport(
     penalty: float = float("inf"),
     max_iter: int | None = None,
     trace: bool = False,
-    inplace: bool = False,
     first_choice: torch.Tensor | None = None,
 ) -> TransportPlan:
     """Algorithm 1 (Masked Transport) on C' (B, n, n), batched with scatter/gather on the
-    cost's device.
+    cost's device.  ``cost`` is not modified.
 
     Each step: every row picks its cheapest column (Pi); each column keeps its cheapest chooser
     (Pi_win, ties to the lowest row index); every losing row pays ``penalty`` on the entry it
@@ -99,29 +99,165 @@ def masked_transport(
         exactly ``max_iter`` (= grid side) steps, the last Pi_win returned (a partial plan).
         The loop stops early for an example once its Pi_win provably cannot change any more
         (identical result, fewer steps).
-    ``inplace=True`` lets the solver add the penalties into ``cost`` instead of a copy;
     ``first_choice`` (B, n) may give rows' known first pick (-1 = unknown, computed here).
     converged (B,) says whether the last step had no loser (then Pi_win = Pi).
     """
-    check_choice("conflict", conflict, ("paper", "reference"))
     if cost.dim() != 3 or cost.shape[1] != cost.shape[2]:
         raise ValueError(f"cost must have shape (B, n, n), got {tuple(cost.shape)}")
+    b, n, _ = cost.shape
+    flat = cost.reshape(b * n, n)
+    return _algorithm1(
+        lambda ids: flat.index_select(0, ids),
+        lambda ids, cols: flat[ids, cols],
+        b,
+        n,
+        cost.dtype,
+        cost.device,
+        conflict=conflict,
+        penalty=penalty,
+        max_iter=max_iter,
+        trace=trace,
+        first_choice=first_choice,
+    )
+
+
+def saliency_transport(
+    saliency: torch.Tensor,
+    shown: torch.Tensor,
+    eps: float,
+    cost_matrix: torch.Tensor,
+    backend: str = "auto",
+    **kwargs,
+) -> TransportPlan:
+    """:func:`masked_transport` of C' = xi C - s z^T (Eq. 5) without forming the (B, n, n)
+    cost: a row of C' is computed only when that row has to (re-)pick, and rows showing z = 1
+    start at their own cell (:func:`own_cell_choice`).  Same result, bit for bit.
+
+    saliency, shown (B, th, tw); cost_matrix (n, n); kwargs as for :func:`masked_transport`.
+    ``backend``: "torch" (batched tensor ops, any device), "cpu" (a compiled per-example loop,
+    CPU tensors, no trace) or "auto" (cpu for CPU tensors without trace, else torch)."""
+    b = saliency.shape[0]
+    s = saliency.reshape(b, -1)
+    n = s.shape[1]
+    z = shown.reshape(b, n).to(s.dtype)
+    base = eps * cost_matrix.to(s.dtype)
+    s_flat = s.reshape(-1)
+
+    def rows(ids: torch.Tensor) -> torch.Tensor:
+        zr = z.index_select(0, ids // n)
+        return base.index_select(0, ids % n).sub_(zr.mul_(s_flat[ids].unsqueeze(1)))
+
+    def entries(ids: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return base[ids % n, cols] - s_flat[ids] * z[ids // n, cols]
+
+    kwargs.setdefault("first_choice", own_cell_choice(shown, eps))
+    if backend == "auto":
+        backend = "cpu" if (s.device.type == "cpu" and not kwargs.get("trace")) else "torch"
+    check_choice("backend", backend, ("torch", "cpu"))
+    if backend == "cpu":
+        return _compiled(base, s, z, **kwargs)
+    return _algorithm1(rows, entries, b, n, s.dtype, s.device, **kwargs)
+
+
+def _compiled(
+    base: torch.Tensor,
+    s: torch.Tensor,
+    z: torch.Tensor,
+    *,
+    conflict: str = "paper",
+    penalty: float = float("inf"),
+    max_iter: int | None = None,
+    first_choice: torch.Tensor | None = None,
+    trace: bool = False,
+) -> TransportPlan:
+    from ._transport_cpu import saliency_transport_cpu
+
+    check_choice("conflict", conflict, ("paper", "reference"))
+    if trace:
+        raise ValueError("trace is only available with backend='torch'")
     if not penalty > 0:
         raise ValueError(f"penalty must be > 0, got {penalty}")
-    b, n, _ = cost.shape
-    dev = cost.device
+    b, n = s.shape
     if max_iter is None:
         if conflict == "reference":
             raise ValueError("max_iter is required for conflict='reference' (the grid side)")
         max_iter = n * (n - 1) // 2 + 1
-    work = cost if inplace else cost.clone()
-    flat = work.view(b * n, n)
-    if first_choice is None:
-        choice = work.argmin(-1)
-    else:
-        choice = first_choice.clone()
-        todo = (choice < 0).view(-1).nonzero().squeeze(1)
-        choice.view(-1)[todo] = flat.index_select(0, todo).argmin(-1)
+    first = first_choice if first_choice is not None else torch.full((b, n), -1)
+    winner, iters, conv = saliency_transport_cpu(
+        base.detach().cpu().float().numpy(),
+        s.detach().cpu().float().numpy(),
+        z.detach().cpu().float().numpy(),
+        first.reshape(b, n).cpu().numpy(),
+        reference=conflict == "reference",
+        penalty=penalty,
+        max_iter=max_iter,
+    )
+    dev = s.device
+    return TransportPlan(
+        torch.from_numpy(winner).to(dev),
+        torch.from_numpy(iters).to(dev),
+        torch.from_numpy(conv).to(dev),
+    )
+
+
+def _algorithm1(
+    rows_of: Callable[[torch.Tensor], torch.Tensor],
+    entries_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    b: int,
+    n: int,
+    dtype: torch.dtype,
+    dev: torch.device,
+    *,
+    conflict: str = "paper",
+    penalty: float = float("inf"),
+    max_iter: int | None = None,
+    trace: bool = False,
+    first_choice: torch.Tensor | None = None,
+) -> TransportPlan:
+    """The loop of Algorithm 1.  ``rows_of(flat_row_ids)`` returns those rows of C^(0) (L, n)
+    and ``entries_of(flat_row_ids, cols)`` single entries (L,); penalties are kept aside as
+    (row, column) records per step and replayed in order, so C^(t) is exact."""
+    check_choice("conflict", conflict, ("paper", "reference"))
+    if not penalty > 0:
+        raise ValueError(f"penalty must be > 0, got {penalty}")
+    if max_iter is None:
+        if conflict == "reference":
+            raise ValueError("max_iter is required for conflict='reference' (the grid side)")
+        max_iter = n * (n - 1) // 2 + 1
+    records: list[torch.Tensor] = []  # flat entry ids penalised at each step
+    position = torch.full((b * n,), -1, dtype=torch.long, device=dev)
+
+    def current_rows(ids: torch.Tensor) -> torch.Tensor:
+        block = rows_of(ids)
+        if records:
+            position[ids] = torch.arange(ids.numel(), device=dev)
+            flat_block = block.view(-1)
+            for rec in records:  # replay the additions in the order the loop made them
+                at = position[rec // n]
+                sel = at >= 0
+                where = at[sel] * n + rec[sel] % n
+                if penalty == float("inf"):
+                    flat_block[where] = float("inf")
+                else:
+                    flat_block[where] = flat_block[where] + penalty
+            position[ids] = -1
+        return block
+
+    choice = torch.full((b, n), -1, dtype=torch.long, device=dev)
+    if first_choice is not None:
+        choice.copy_(first_choice)
+    ch = choice.view(-1)
+    c = torch.empty((b, n), dtype=dtype, device=dev)  # C^(t) at each row's current pick
+    kid = (ch >= 0).nonzero().squeeze(1)
+    if kid.numel():
+        c.view(-1)[kid] = entries_of(kid, ch[kid])
+    todo = (ch < 0).nonzero().squeeze(1)
+    if todo.numel():
+        block = rows_of(todo)
+        pick = block.argmin(-1)
+        ch[todo] = pick
+        c.view(-1)[todo] = block.gather(1, pick.unsqueeze(1)).squeeze(1)
+
     rows = torch.arange(n, device=dev).expand(b, n)
     iterations = torch.zeros(b, dtype=torch.long, device=dev)
     converged = torch.zeros(b, dtype=torch.bool, device=dev)
@@ -130,8 +266,7 @@ def masked_transport(
     steps: list[torch.Tensor] = []
     big = torch.full((b, n), n, dtype=torch.long, device=dev)
     for _ in range(max_iter):
-        c = work.gather(-1, choice.unsqueeze(-1)).squeeze(-1)  # (B, n) cost of each row's pick
-        colmin = torch.full((b, n), float("inf"), dtype=c.dtype, device=dev)
+        colmin = torch.full((b, n), float("inf"), dtype=dtype, device=dev)
         colmin = colmin.scatter_reduce(1, choice, c, "amin")
         at_min = c == colmin.gather(1, choice)
         first_min = big.scatter_reduce(1, choice, torch.where(at_min, rows, n), "amin")
@@ -162,14 +297,12 @@ def masked_transport(
         if bool(frozen.all()):
             break
         li = lost.view(-1).nonzero().squeeze(1)  # flat row ids of the losers
-        ch = choice.view(-1)
         old = ch[li]
-        flat.view(-1).index_add_(
-            0, li * n + old, torch.full(li.shape, penalty, dtype=work.dtype, device=dev)
-        )
-        block = flat.index_select(0, li)
+        records.append(li * n + old)
+        block = current_rows(li)
         pick = block.argmin(-1)
         ch[li] = pick
+        c.view(-1)[li] = block.gather(1, pick.unsqueeze(1)).squeeze(1)
         if conflict == "reference":
             # Early exit, same result: an example is final once no loser can ever beat a column's
             # holder (losers' costs only grow) and no zero-rule winner can lose its guard rows.
@@ -177,7 +310,7 @@ def masked_transport(
             bi = li // n
             hazard = (has & (hold >= 0)).view(-1)[bi * n + old]
             # a row whose new minimum exceeds every holder of its example is no threat
-            maybe = block.gather(1, pick.unsqueeze(1)).squeeze(1) <= hold.amax(1)[bi]
+            maybe = c.view(-1)[li] <= hold.amax(1)[bi]
             threat = torch.zeros_like(maybe)
             mi = maybe.nonzero().squeeze(1)
             if mi.numel():
@@ -233,8 +366,17 @@ def apply_plan(x: torch.Tensor, source: torch.Tensor, th: int, tw: int) -> torch
     x (B, C, H, W) with th | H and tw | W; source (B, th*tw) -> (B, C, H, W)."""
     b, ch, h, w = x.shape
     ph, pw = h // th, w // tw
-    patches = x.reshape(b, ch, th, ph, tw, pw).permute(0, 2, 4, 1, 3, 5).reshape(b, th * tw, -1)
-    idx = source.clamp(min=0).unsqueeze(-1).expand(-1, -1, patches.shape[-1])
-    out = patches.gather(1, idx)
-    out = torch.where((source >= 0).unsqueeze(-1), out, torch.zeros_like(out))
-    return out.reshape(b, th, tw, ch, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(b, ch, h, w)
+    dev = x.device
+    src = source.clamp(min=0)
+    # pixel index map: output pixel (rj*ph + dr, cj*pw + dc) reads source cell src[j]'s pixel
+    offset = ((src // tw) * (ph * w) + (src % tw) * pw).view(b, th, 1, tw, 1)
+    local = (torch.arange(ph, device=dev).view(ph, 1) * w + torch.arange(pw, device=dev)).view(
+        1, 1, ph, 1, pw
+    )
+    index = (offset + local).reshape(b, 1, h * w)
+    out = x.reshape(b, ch, h * w).gather(2, index.expand(b, ch, h * w)).view(b, ch, h, w)
+    empty = source < 0
+    if bool(empty.any()):  # a column without a winner receives a zero patch
+        keep = (~empty).view(b, 1, th, 1, tw, 1).expand(b, 1, th, ph, tw, pw).reshape(b, 1, h, w)
+        out = torch.where(keep, out, torch.zeros((), dtype=out.dtype, device=dev))
+    return out
