@@ -172,16 +172,10 @@ def _compiled(
 ) -> TransportPlan:
     from ._transport_cpu import saliency_transport_cpu
 
-    check_choice("conflict", conflict, ("paper", "reference"))
     if trace:
         raise ValueError("trace is only available with backend='torch'")
-    if not penalty > 0:
-        raise ValueError(f"penalty must be > 0, got {penalty}")
     b, n = s.shape
-    if max_iter is None:
-        if conflict == "reference":
-            raise ValueError("max_iter is required for conflict='reference' (the grid side)")
-        max_iter = n * (n - 1) // 2 + 1
+    max_iter = _loop_settings(conflict, penalty, max_iter, n)
     first = first_choice if first_choice is not None else torch.full((b, n), -1)
     winner, iters, conv = saliency_transport_cpu(
         base.detach().cpu().float().numpy(),
@@ -198,6 +192,18 @@ def _compiled(
         torch.from_numpy(iters).to(dev),
         torch.from_numpy(conv).to(dev),
     )
+
+
+def _loop_settings(conflict: str, penalty: float, max_iter: int | None, n: int) -> int:
+    """Validate the loop's options -> the step budget (Prop. 5's bound when unset)."""
+    check_choice("conflict", conflict, ("paper", "reference"))
+    if not penalty > 0:
+        raise ValueError(f"penalty must be > 0, got {penalty}")
+    if max_iter is None:
+        if conflict == "reference":
+            raise ValueError("max_iter is required for conflict='reference' (the grid side)")
+        max_iter = n * (n - 1) // 2 + 1
+    return max_iter
 
 
 def _algorithm1(
@@ -217,13 +223,7 @@ def _algorithm1(
     """The loop of Algorithm 1.  ``rows_of(flat_row_ids)`` returns those rows of C^(0) (L, n)
     and ``entries_of(flat_row_ids, cols)`` single entries (L,); penalties are kept aside as
     (row, column) records per step and replayed in order, so C^(t) is exact."""
-    check_choice("conflict", conflict, ("paper", "reference"))
-    if not penalty > 0:
-        raise ValueError(f"penalty must be > 0, got {penalty}")
-    if max_iter is None:
-        if conflict == "reference":
-            raise ValueError("max_iter is required for conflict='reference' (the grid side)")
-        max_iter = n * (n - 1) // 2 + 1
+    max_iter = _loop_settings(conflict, penalty, max_iter, n)
     records: list[torch.Tensor] = []  # flat entry ids penalised at each step
     position = torch.full((b * n,), -1, dtype=torch.long, device=dev)
 

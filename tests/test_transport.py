@@ -132,23 +132,28 @@ def test_bad_transport_input():
         masked_transport(torch.zeros(1, 2, 2), conflict="reference")
 
 
+def _saliency_instances(gen, side, soft, conflict, batch=12):
+    """Saliency with zero regions, z in {0, 1/2, 1} (or binarised), and the loop options."""
+    s = torch.rand(batch, side, side, generator=gen) ** 3
+    s[: batch // 3, : side // 2] = 0
+    s = s / s.sum((1, 2), keepdim=True)
+    z = torch.randint(0, 3, (batch, side, side), generator=gen).float() / 2
+    if not soft:
+        z = (z > 0).float()
+    ref = conflict == "reference"
+    kw = dict(
+        conflict=conflict, penalty=1.0 if ref else float("inf"), max_iter=side if ref else None
+    )
+    return s, z, kw
+
+
 @pytest.mark.parametrize("conflict", ["reference", "paper"])
 @pytest.mark.parametrize("soft", [False, True])
 def test_saliency_transport_equals_dense(conflict, soft, gen):
     from puzzle_core.transport import saliency_transport
 
     for side in (2, 4, 8, 16):
-        s = torch.rand(10, side, side, generator=gen) ** 3
-        s[:3, : side // 2] = 0
-        s = s / s.sum((1, 2), keepdim=True)
-        z = torch.randint(0, 3, (10, side, side), generator=gen).float() / 2
-        if not soft:
-            z = (z > 0).float()
-        kw = dict(
-            conflict=conflict,
-            penalty=1.0 if conflict == "reference" else float("inf"),
-            max_iter=side if conflict == "reference" else None,
-        )
+        s, z, kw = _saliency_instances(gen, side, soft, conflict)
         cmat = grid_cost_matrix(side, side)
         dense = masked_transport(transport_cost(s, z, 0.8, cmat), **kw)
         lazy = saliency_transport(s, z, 0.8, cmat, **kw)
@@ -162,17 +167,7 @@ def test_compiled_cpu_backend_equals_torch_backend(conflict, gen):
 
     for side in (2, 4, 8, 16):
         for soft in (False, True):
-            s = torch.rand(12, side, side, generator=gen) ** 3
-            s[:4, : side // 2] = 0
-            s = s / s.sum((1, 2), keepdim=True)
-            z = torch.randint(0, 3, (12, side, side), generator=gen).float() / 2
-            if not soft:
-                z = (z > 0).float()
-            kw = dict(
-                conflict=conflict,
-                penalty=1.0 if conflict == "reference" else float("inf"),
-                max_iter=side if conflict == "reference" else None,
-            )
+            s, z, kw = _saliency_instances(gen, side, soft, conflict)
             cmat = grid_cost_matrix(side, side)
             a = saliency_transport(s, z, 0.8, cmat, backend="torch", **kw)
             b = saliency_transport(s, z, 0.8, cmat, backend="cpu", **kw)
