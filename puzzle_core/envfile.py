@@ -2,7 +2,8 @@
 
 ``python -m puzzle_core.envfile`` rewrites environment.yml; ``--check`` exits 1 when it is stale
 (the test suite runs the same comparison).  Packages conda-forge ships go to the conda section
-(same pins); torch/torchvision (CUDA wheels) and gco-wrapper (not on conda-forge) stay in pip.
+(same pins); torch/torchvision (CUDA wheels), gco-wrapper and the headless OpenCV-contrib
+wheel (not on conda-forge under those names) stay in pip.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import sys
 from pathlib import Path
 
-PIP_ONLY = {"torch", "torchvision", "gco-wrapper"}
+PIP_ONLY = {"torch", "torchvision", "gco-wrapper", "opencv-contrib-python-headless"}
 CONDA_NAMES = {"pymaxflow": "pymaxflow", "pyyaml": "pyyaml", "scikit-image": "scikit-image"}
 PYTHON = "3.11"
 

@@ -24,6 +24,7 @@ from ._checks import (
     check_rank,
     check_unit_interval,
 )
+from ._random import draw_lambda, numpy_rng
 from .mask.energy import GridEnergy, boundary_distances, puzzle_energy
 from .mask.exact import solve_exact
 from .mask.swap import solve_swap
@@ -249,11 +250,6 @@ class MixOutput:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _numpy_rng(generator: torch.Generator | None) -> np.random.Generator:
-    seed = torch.randint(0, 2**62, (1,), generator=generator).item()
-    return np.random.default_rng(seed)
-
-
 def solve_mask(energy: GridEnergy, solver: str, quantize: str = "scaled") -> torch.Tensor:
     """Dispatch to a mask solver -> integer labels (B, g, g)."""
     check_choice("solver", solver, SOLVERS)
@@ -274,6 +270,9 @@ class PuzzleMix:
     ``mean``/``std`` (per channel) map x to pixel space for the data term and the adversarial
     clamp; leave them None when x is already in [0, 1].
     """
+
+    name = "puzzlemix"
+    saliency = "input_gradient"  # what the training loop must provide (see mixers.build)
 
     def __init__(
         self,
@@ -339,7 +338,7 @@ class PuzzleMix:
         x_in = x
         kappa = None
         if cfg.adv_p > 0:
-            rng = _numpy_rng(generator)
+            rng = numpy_rng(generator)
             draws = 1 if cfg.adv_draw == "batch" else b
             nu_self = torch.from_numpy(rng.random(draws) < cfg.adv_p)
             if cfg.adv_variant == "nu0=nu1":
@@ -413,7 +412,7 @@ class PuzzleMix:
         if b < 1:
             raise ValueError("x must hold at least one example")
         targets = to_soft_targets(y, num_classes or cfg.num_classes, b)
-        rng = _numpy_rng(generator)
+        rng = numpy_rng(generator)
         if grid is None:
             grid = draw_grid_size(cfg.grid_sizes, rng)
         check_positive_int("grid", grid, 1)
@@ -424,7 +423,7 @@ class PuzzleMix:
         check_permutation("perm", perm, b)
         perm = perm.to(x.device).long()
         if lam is None:
-            lam = float(rng.beta(cfg.alpha, cfg.alpha)) if cfg.alpha > 0 else 1.0
+            lam = draw_lambda(cfg.alpha, rng)
         check_unit_interval("lam", lam)
         if adversarial is not None and adversarial.noise.shape != x.shape:
             raise ValueError(f"adversarial.noise must have shape {tuple(x.shape)}")

@@ -1,0 +1,34 @@
+"""The mixup family behind one interface: ``build(name, **params)`` and ``available()``.
+
+Every mixer is constructed once and called on a batch: ``x_mix, y_mix = mixer(x, y,
+saliency=None, generator=None)``; ``mixer.saliency`` says what it needs (None, "image" computed
+inside, or "input_gradient" from the training loop, as Puzzle Mix)."""
+
+from . import basic, boxes, guided, puzzle  # noqa: F401  (registration)
+from .base import Mixer, MixResult
+from .basic import InputMixup, ManifoldMixup, ManifoldPlan, Vanilla
+from .boxes import CutMix, SaliencyMix, official_box, puzzlemix_box
+from .guided import GuidedMixup, spectral_residual_saliency
+from .pairing import exact_pairing, greedy_pairing, pairing_objective, saliency_distances
+from .registry import available, build
+
+__all__ = [
+    "CutMix",
+    "GuidedMixup",
+    "InputMixup",
+    "ManifoldMixup",
+    "ManifoldPlan",
+    "MixResult",
+    "Mixer",
+    "SaliencyMix",
+    "Vanilla",
+    "available",
+    "build",
+    "exact_pairing",
+    "greedy_pairing",
+    "official_box",
+    "pairing_objective",
+    "puzzlemix_box",
+    "saliency_distances",
+    "spectral_residual_saliency",
+]

@@ -1,0 +1,81 @@
+"""What every mixer shares: the call convention, the result record and the input checks.
+
+A mixer is constructed once and called on a batch (timm / torchvision v2 manners):
+``x_mix, y_mix = mixer(x, y, saliency=None, generator=None)``; x (B, C, H, W); y integer labels
+(B,) or soft targets (B, K); y_mix (B, K) soft, rows summing to 1 unless a method's documented
+label rule says otherwise (SnapMix).  ``mixer.mix(...)`` returns a :class:`MixResult` with the
+partner permutation, the label weight of each example and method-specific details.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .._checks import check_rank
+from ..mixing import mix_targets, to_soft_targets
+
+
+@dataclass(frozen=True)
+class MixResult:
+    """x (B, C, H, W) mixed; y (B, K) targets; perm (B,) partner of each example; ratio (B,)
+    weight of the example itself in its label; info: method-specific (mask, box, layer...)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    perm: torch.Tensor
+    ratio: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Mixer:
+    """Base class: subclasses implement :meth:`mix`.
+
+    ``saliency``: which saliency the method consumes (None, "input_gradient" = the model's input
+    gradient as in Puzzle Mix, computed by the training loop, or "image" = computed inside the
+    mixer from the pixels).  ``num_classes`` is needed with integer labels."""
+
+    name = "mixer"
+    saliency: str | None = None
+
+    def __init__(self, num_classes: int | None = None) -> None:
+        self.num_classes = num_classes
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        saliency: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.mix(x, y, saliency, generator=generator, **kwargs)
+        return out.x, out.y
+
+    def mix(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        saliency: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> MixResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+    # helpers for subclasses
+    def _targets(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_rank("x", x, 4, "(B, C, H, W)")
+        if x.shape[0] < 1:
+            raise ValueError("x must hold at least one example")
+        return to_soft_targets(y, self.num_classes, x.shape[0]).to(x.device)
+
+    @staticmethod
+    def _labels(targets: torch.Tensor, perm: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
+        return mix_targets(targets, perm, ratio)

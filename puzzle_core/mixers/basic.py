@@ -1,0 +1,142 @@
+"""Vanilla (no mixing), input mixup (Zhang et al. 2018) and manifold mixup (Verma et al. 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .._checks import check_permutation
+from .._random import draw_lambda, numpy_rng
+from .base import Mixer, MixResult
+from .registry import register
+
+
+@register("vanilla")
+class Vanilla(Mixer):
+    """No mixing, same interface: y becomes one-hot, the label weight is 1."""
+
+    name = "vanilla"
+
+    def mix(self, x, y, saliency=None, *, generator=None, **kwargs: Any) -> MixResult:
+        targets = self._targets(x, y)
+        b = x.shape[0]
+        return MixResult(
+            x, targets, torch.arange(b, device=x.device), torch.ones(b, device=x.device)
+        )
+
+
+def _perm_and_lambda(
+    b: int, alpha: float, per_sample: bool, generator: torch.Generator | None, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rng = numpy_rng(generator)
+    perm = torch.randperm(b, generator=generator).to(device)  # fixed points allowed (reference)
+    draws = b if per_sample else 1
+    lam = torch.tensor([draw_lambda(alpha, rng) for _ in range(draws)], dtype=torch.float32)
+    return perm, lam.expand(b).to(device)
+
+
+@register("input_mixup")
+class InputMixup(Mixer):
+    """x~ = lam x + (1 - lam) x[perm], y~ = lam y + (1 - lam) y[perm]; lam ~ Beta(alpha, alpha)
+    once per batch (reference; ``per_sample=True`` draws one per example).  PM protocol alpha:
+    1.0 on CIFAR-100, 0.2 on Tiny-ImageNet."""
+
+    name = "input_mixup"
+
+    def __init__(self, alpha: float = 1.0, per_sample: bool = False, num_classes=None) -> None:
+        super().__init__(num_classes)
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        self.alpha, self.per_sample = alpha, per_sample
+
+    def mix(self, x, y, saliency=None, *, generator=None, perm=None, lam=None, **kw) -> MixResult:
+        targets = self._targets(x, y)
+        b = x.shape[0]
+        p, lam_t = _perm_and_lambda(b, self.alpha, self.per_sample, generator, x.device)
+        if perm is not None:
+            check_permutation("perm", perm, b)
+            p = perm.to(x.device).long()
+        if lam is not None:
+            lam_t = torch.full((b,), float(lam), device=x.device)
+        w = lam_t.to(x.dtype).view(-1, 1, 1, 1)
+        x_mix = w * x + (1 - w) * x[p]  # Zhang et al. 2018, Eq. (1)
+        return MixResult(x_mix, self._labels(targets, p, lam_t), p, lam_t, {"lam": lam_t})
+
+
+@dataclass(frozen=True)
+class ManifoldPlan:
+    """The draws of one manifold-mixup step: the layer k, lambda and the permutation."""
+
+    layer: int
+    lam: float
+    perm: torch.Tensor
+
+    def mix_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """h -> lam h + (1 - lam) h[perm] (Verma et al. 2019, Eq. 2), gradients through both."""
+        lam, perm = self.lam, self.perm
+
+        def fn(h: torch.Tensor) -> torch.Tensor:
+            return lam * h + (1 - lam) * h[perm.to(h.device)]
+
+        return fn
+
+
+@register("manifold_mixup")
+class ManifoldMixup(Mixer):
+    """Mixing at a layer drawn uniformly from ``layers`` per batch (reference {0, 1, 2}: input,
+    after conv1 + stage 1, after stage 2), lam ~ Beta(alpha, alpha) (CIFAR 2.0, Tiny 0.2).
+
+    Needs the model's manifold hook: ``model(x, mix_layer=k, mix_fn=f)`` applies ``f`` to the
+    activation at point k (see ``puzzle_core.models``).  Use :meth:`forward`; calling the mixer on
+    images alone only works when the only layer is 0 (then it is input mixup)."""
+
+    name = "manifold_mixup"
+
+    def __init__(
+        self, alpha: float = 2.0, layers: Sequence[int] = (0, 1, 2), num_classes=None
+    ) -> None:
+        super().__init__(num_classes)
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if not layers or any(int(k) < 0 for k in layers):
+            raise ValueError(f"layers must be non-negative layer indices, got {layers!r}")
+        self.alpha, self.layers = alpha, tuple(int(k) for k in layers)
+
+    def plan(self, batch: int, generator: torch.Generator | None = None) -> ManifoldPlan:
+        rng = numpy_rng(generator)
+        layer = self.layers[int(rng.integers(len(self.layers)))]
+        perm = torch.randperm(batch, generator=generator)
+        return ManifoldPlan(layer, draw_lambda(self.alpha, rng), perm)
+
+    def forward(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, ManifoldPlan]:
+        """One mixed forward -> (logits, soft targets (B, K), the plan)."""
+        targets = self._targets(x, y)
+        plan = self.plan(x.shape[0], generator)
+        supported = getattr(model, "mix_layers", None)
+        if supported is not None and plan.layer not in supported:
+            raise ValueError(f"layers={self.layers} include {plan.layer}; model has {supported}")
+        logits = model(x, mix_layer=plan.layer, mix_fn=plan.mix_fn())
+        ratio = torch.full((x.shape[0],), plan.lam, device=x.device)
+        return logits, self._labels(targets, plan.perm.to(x.device), ratio), plan
+
+    def mix(self, x, y, saliency=None, *, generator=None, **kw) -> MixResult:
+        if self.layers != (0,):
+            raise ValueError(
+                "manifold mixup mixes hidden layers: call ManifoldMixup.forward(model, x, y) "
+                "(or construct it with layers=(0,) to mix inputs only)"
+            )
+        targets = self._targets(x, y)
+        plan = self.plan(x.shape[0], generator)
+        perm = plan.perm.to(x.device)
+        ratio = torch.full((x.shape[0],), plan.lam, device=x.device)
+        info = {"layer": 0, "lam": plan.lam}
+        return MixResult(plan.mix_fn()(x), self._labels(targets, perm, ratio), perm, ratio, info)

@@ -1,0 +1,134 @@
+"""GuidedMixup (Kang & Kim, AAAI 2023): pixel-wise mixing ratios from two saliency maps and a
+greedy pairing that puts salient regions where the partner is not salient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from .._checks import check_batch, check_choice, check_rank, check_unit_interval
+from .._random import numpy_rng
+from .base import Mixer, MixResult
+from .pairing import PAIRINGS, make_pairing
+from .registry import register
+
+BLUR_KERNEL, BLUR_SIGMA = 7, 3.0  # GuidedMixup Section 5.1
+
+
+def gaussian_blur(maps: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur, kernel 7, sigma 3, reflect padding (torchvision): (B, H, W) -> (B, H, W)."""
+    k, s = BLUR_KERNEL, BLUR_SIGMA
+    return TF.gaussian_blur(maps.unsqueeze(1), [k, k], [s, s]).squeeze(1)
+
+
+def spectral_residual_saliency(x: torch.Tensor, max_size: int = 128) -> torch.Tensor:
+    """Guided-SR saliency (Hou & Zhang 2007 as GuidedMixup's code computes it), batched on x's
+    device, no gradient: greyscale (ITU 0.299/0.587/0.114), images larger than ``max_size``
+    resized to max_size^2, log amplitude spectrum minus its 3x3 mean (replicate padding), the
+    phase kept, the magnitude of the inverse FFT (not squared), Gaussian blur (7, 3), resized
+    back.  x (B, C, H, W) as the model sees it -> (B, H, W) >= 0."""
+    check_rank("x", x, 4, "(B, C, H, W)")
+    with torch.no_grad():
+        img = x.float()
+        grey = TF.rgb_to_grayscale(img) if img.shape[1] == 3 else img[:, :1]
+        h, w = grey.shape[-2:]
+        resized = h > max_size
+        if resized:
+            grey = TF.resize(grey, [max_size, max_size], antialias=True)
+        spec = torch.fft.fft2(grey)
+        amp = torch.sqrt(spec.real**2 + spec.imag**2 + 1e-10)
+        log_amp = torch.log(amp)
+        mean3 = F.avg_pool2d(F.pad(log_amp, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        residual = log_amp - mean3  # the spectral residual
+        sal = torch.fft.ifft2(spec * torch.exp(residual) / amp).abs()
+        sal = gaussian_blur(sal[:, 0])
+        if resized:
+            sal = TF.resize(sal.unsqueeze(1), [h, w], antialias=True).squeeze(1)
+        return sal.clamp(min=0)
+
+
+def _normalise(maps: torch.Tensor) -> torch.Tensor:
+    total = maps.flatten(1).sum(1).view(-1, 1, 1)
+    uniform = torch.full_like(maps, 1.0 / maps[0].numel())
+    return torch.where(total > 0, maps / torch.where(total > 0, total, 1.0), uniform)
+
+
+class GuidedMixup(Mixer):
+    """z_i = blur(S_i) / sum (sum-to-1 maps); pixel ratio m_i = z_i / (z_i + z_perm(i)) (Eq. 2);
+    x~ = m x + (1 - m) x[perm]; label weight mean(m_i) (Eq. 3).
+
+    saliency_source: "sr" (spectral residual of the image, computed here) or "ap" (the input
+    gradient saliency shared with Puzzle Mix, passed in as ``saliency``).
+    pairing: "greedy" (Algorithm 1, the paper; the public CIFAR code silently used random
+    pairing), "random" or "exact" (small batches).
+    blur: "code" (the public code blurs once more before mixing: SR twice, AP once) or "paper"
+    (one blur in total).  mix_prob: the batch is mixed with this probability, else left clean
+    (README: SR 0.5, AP 0.8; not in the paper)."""
+
+    name = "guided"
+
+    def __init__(
+        self,
+        saliency_source: str = "sr",
+        pairing: str = "greedy",
+        mix_prob: float | None = None,
+        blur: str = "code",
+        num_classes: int | None = None,
+    ) -> None:
+        super().__init__(num_classes)
+        check_choice("saliency_source", saliency_source, ("sr", "ap"))
+        check_choice("pairing", pairing, PAIRINGS)
+        check_choice("blur", blur, ("code", "paper"))
+        mix_prob = (0.5 if saliency_source == "sr" else 0.8) if mix_prob is None else mix_prob
+        check_unit_interval("mix_prob", mix_prob)
+        self.saliency_source, self.pairing, self.mix_prob, self.blur = (
+            saliency_source,
+            pairing,
+            mix_prob,
+            blur,
+        )
+        self.saliency = "image" if saliency_source == "sr" else "input_gradient"
+
+    def maps(self, x: torch.Tensor, saliency: torch.Tensor | None) -> torch.Tensor:
+        """The normalised, blurred maps z (B, H, W) used for pairing and mixing."""
+        if self.saliency_source == "sr":
+            s = spectral_residual_saliency(x)  # blurred once inside
+            if self.blur == "code":
+                s = gaussian_blur(s)
+        else:
+            if saliency is None:
+                raise ValueError("GuidedMixup(saliency_source='ap') needs saliency (B, H, W)")
+            check_rank("saliency", saliency, 3, "(B, H, W)")
+            check_batch("saliency", saliency, x.shape[0])
+            s = gaussian_blur(saliency.float())
+        return _normalise(s.clamp(min=0))
+
+    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+        targets = self._targets(x, y)
+        b = x.shape[0]
+        rng = numpy_rng(generator)
+        if rng.random() >= self.mix_prob:  # this batch stays clean
+            ident = torch.arange(b, device=x.device)
+            return MixResult(x, targets, ident, torch.ones(b, device=x.device), {"mixed": False})
+        z = self.maps(x, saliency)
+        perm = make_pairing(self.pairing, b, maps=z, generator=generator, device=x.device)
+        zp = z[perm]
+        denom = z + zp
+        m = torch.where(denom > 0, z / torch.where(denom > 0, denom, 1.0), 0.5)  # Eq. (2)
+        mixed = m.unsqueeze(1).to(x.dtype) * x + (1 - m.unsqueeze(1).to(x.dtype)) * x[perm]
+        ratio = m.mean((1, 2))  # Eq. (3)
+        info = {"mixed": True, "mask": m, "maps": z}
+        return MixResult(mixed, self._labels(targets, perm, ratio), perm, ratio, info)
+
+
+@register("guided_sr")
+def _guided_sr(**params: Any) -> GuidedMixup:
+    return GuidedMixup(saliency_source="sr", **params)
+
+
+@register("guided_ap")
+def _guided_ap(**params: Any) -> GuidedMixup:
+    return GuidedMixup(saliency_source="ap", **params)

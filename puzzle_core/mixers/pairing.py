@@ -1,0 +1,112 @@
+"""Who mixes with whom: a component usable by every method (GuidedMixup Section 4.1, Eq. 1,
+Table 8).  A pairing is a permutation ``perm`` (B,): example i mixes with partner perm[i].
+
+* random: a uniform permutation (the Puzzle Mix reference; fixed points allowed);
+* greedy: GuidedMixup's Algorithm 1 as its code implements it (one cycle cover: first edge is the
+  largest distance, then each step goes to the farthest unvisited example; no self pairs, no
+  symmetric pairs, every image once as source and once as target).  The paper's pseudo-code
+  blanks the wrong column and can close the cycle early; the code's rule is used (baselines
+  notes 8.3);
+* exact: the optimum of Eq. 1 by enumeration, for small batches (the oracle).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+from .._checks import check_choice, check_rank
+
+PAIRINGS = ("random", "greedy", "exact")
+
+
+def saliency_distances(maps: torch.Tensor) -> torch.Tensor:
+    """w_ij = || z_i - z_j ||_2 between flattened maps (B, ...) -> (B, B) (Eq. 1 weights),
+    computed in the Gram form (no (B, B, N) temporary)."""
+    flat = maps.reshape(maps.shape[0], -1).double()
+    return torch.cdist(flat, flat, compute_mode="use_mm_for_euclid_dist").clamp(min=0)
+
+
+def pairing_objective(w: torch.Tensor, perm: torch.Tensor) -> float:
+    """sum_i w[i, perm[i]] (the objective of Eq. 1)."""
+    return float(w.gather(1, perm.reshape(-1, 1).to(w.device)).sum())
+
+
+def is_one_cycle(perm: torch.Tensor) -> bool:
+    """True when ``perm`` is a single cycle through every example (for B >= 3 this means no
+    fixed point and no 2-cycle; B = 2 is the swap, B = 1 the self pair)."""
+    p = perm.tolist()
+    b = len(p)
+    if sorted(p) != list(range(b)):
+        return False
+    seen, i = 0, 0
+    for _ in range(b):
+        i = p[i]
+        seen += 1
+        if i == 0:
+            break
+    return seen == b
+
+
+def greedy_pairing(w: torch.Tensor) -> torch.Tensor:
+    """GuidedMixup's greedy one-cycle cover (``onecycle_cover``): w (B, B) symmetric distances
+    -> perm (B,) on w's device.  Deterministic; ties go to the first index in row-major order."""
+    check_rank("w", w, 2, "(B, B)")
+    b = w.shape[0]
+    if w.shape[1] != b:
+        raise ValueError(f"w must be square (B, B), got {tuple(w.shape)}")
+    if b == 1:
+        return torch.zeros(1, dtype=torch.long, device=w.device)
+    a = w.detach().double().cpu().numpy().copy()  # never mutate the caller's matrix
+    np.fill_diagonal(a, -np.inf)
+    perm = np.full(b, -1, dtype=np.int64)
+    start, j = np.unravel_index(int(np.argmax(a)), a.shape)  # the largest distance first
+    perm[start] = j
+    a[:, start] = -np.inf  # the start is closed last
+    i = j
+    for _ in range(b - 2):
+        a[:, i] = -np.inf  # blank the current source's column (the code's rule)
+        j = int(np.argmax(a[i]))
+        perm[i] = j
+        i = j
+    perm[i] = start  # close the cycle
+    return torch.from_numpy(perm).to(w.device)
+
+
+def exact_pairing(w: torch.Tensor, max_batch: int = 9) -> torch.Tensor:
+    """argmax over permutations with no self pairs and no symmetric pairs (p_ij + p_ji <= 1)
+    of sum w_ij p_ij (Eq. 1), by enumeration -> perm (B,).  An oracle for B <= ``max_batch``."""
+    b = w.shape[0]
+    if b > max_batch:
+        raise ValueError(
+            f"exact_pairing enumerates permutations: batch {b} > max_batch={max_batch}"
+        )
+    if b < 3:
+        return torch.arange(b).roll(1).to(w.device) if b == 2 else torch.zeros(1, dtype=torch.long)
+    a = w.detach().double().cpu().numpy()
+    perms = np.array(list(itertools.permutations(range(b))), dtype=np.int64)
+    idx = np.arange(b)
+    ok = (perms != idx).all(1) & (perms[np.arange(len(perms))[:, None], perms] != idx).all(1)
+    cand = perms[ok]
+    scores = a[idx, cand].sum(1)
+    return torch.from_numpy(cand[int(np.argmax(scores))]).to(w.device)
+
+
+def make_pairing(
+    kind: str,
+    batch: int,
+    *,
+    maps: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Dispatch: "random" needs nothing, "greedy"/"exact" need saliency ``maps`` (B, ...)."""
+    check_choice("pairing", kind, PAIRINGS)
+    if kind == "random":
+        return torch.randperm(batch, generator=generator).to(device)
+    if maps is None:
+        raise ValueError(f"pairing={kind!r} needs saliency maps (B, H, W)")
+    w = saliency_distances(maps)
+    return (greedy_pairing(w) if kind == "greedy" else exact_pairing(w)).to(device)
