@@ -282,3 +282,24 @@ def test_bad_batch():
         _build("cutmix")(x[0], y)
     with pytest.raises(ValueError, match="y has batch size"):
         _build("input_mixup")(x, y[:3])
+
+
+def test_augmix_views_and_jensen_shannon():
+    from puzzle_core.mixers import augmix_loss, jensen_shannon
+
+    x, y = _batch(6)
+    m = _build("augmix")
+    out = m.mix(x, y, generator=torch.Generator().manual_seed(0))
+    a1, a2 = out.info["views"]
+    assert a1.shape == x.shape and not torch.equal(a1, a2)
+    assert a1.min() >= 0 and a1.max() <= 1  # a convex combination stays in the image range
+    assert torch.equal(out.y, F.one_hot(y, K).float())
+    grey = _build("augmix", jsd=False, ops="official", blend="image").mix(x[:, :1], y)
+    assert grey.x.shape == (6, 1, 32, 32)
+    g = torch.Generator().manual_seed(1)
+    p, q, r = (torch.randn(6, K, generator=g) for _ in range(3))
+    js = jensen_shannon(p, q, r)
+    assert js >= 0 and torch.isclose(js, jensen_shannon(r, p, q))
+    assert jensen_shannon(p, p, p).abs() < 1e-6
+    assert jensen_shannon(p * 50, -p * 50, q * 50) <= torch.log(torch.tensor(3.0)) + 1e-6
+    assert torch.isclose(augmix_loss(p, p, p, y), F.cross_entropy(p, y), atol=1e-6)

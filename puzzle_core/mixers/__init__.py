@@ -4,7 +4,8 @@ Every mixer is constructed once and called on a batch: ``x_mix, y_mix = mixer(x,
 saliency=None, generator=None)``; ``mixer.saliency`` says what it needs (None, "image" computed
 inside, or "input_gradient" from the training loop, as Puzzle Mix)."""
 
-from . import basic, boxes, guided, puzzle  # noqa: F401  (registration)
+from . import augmix, basic, boxes, guided, puzzle  # noqa: F401  (registration)
+from .augmix import AugMix, augmix_loss, jensen_shannon
 from .base import Mixer, MixResult
 from .basic import InputMixup, ManifoldMixup, ManifoldPlan, Vanilla
 from .boxes import CutMix, SaliencyMix, official_box, puzzlemix_box
@@ -13,6 +14,7 @@ from .pairing import exact_pairing, greedy_pairing, pairing_objective, saliency_
 from .registry import available, build
 
 __all__ = [
+    "AugMix",
     "CutMix",
     "GuidedMixup",
     "InputMixup",
@@ -22,10 +24,12 @@ __all__ = [
     "Mixer",
     "SaliencyMix",
     "Vanilla",
+    "augmix_loss",
     "available",
     "build",
     "exact_pairing",
     "greedy_pairing",
+    "jensen_shannon",
     "official_box",
     "pairing_objective",
     "puzzlemix_box",
