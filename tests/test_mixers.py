@@ -61,10 +61,16 @@ def test_every_mixer_soft_labels_and_determinism(name):
     b = m.mix(x, y, sal, generator=torch.Generator().manual_seed(5))
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert a.x.shape == x.shape and a.y.shape == (8, K)
-    assert torch.allclose(a.y.sum(1), torch.ones(8), atol=1e-6)
     onehot = F.one_hot(y, K).float()
-    expect = a.ratio[:, None] * onehot + (1 - a.ratio[:, None]) * onehot[a.perm]
-    assert torch.allclose(a.y, expect, atol=1e-6)  # label weight = the method's ratio
+    if getattr(m, "labels_sum_to_one", True):
+        assert torch.allclose(a.y.sum(1), torch.ones(8), atol=1e-6)
+        expect = a.ratio[:, None] * onehot + (1 - a.ratio[:, None]) * onehot[a.perm]
+        assert torch.allclose(a.y, expect, atol=1e-6)  # label weight = the method's ratio
+    else:  # SnapMix: rho_a on y, rho_b on y[perm], not normalised
+        rho_b = a.info["rho_b"]
+        same = y == y[a.perm]
+        expect = a.ratio[:, None] * onehot + rho_b[:, None] * onehot[a.perm]
+        assert torch.allclose(a.y[~same], expect[~same], atol=1e-6)
     xm, ym = m(x, y, saliency=sal, generator=torch.Generator().manual_seed(5))
     assert torch.equal(xm, a.x)
 
@@ -303,3 +309,38 @@ def test_augmix_views_and_jensen_shannon():
     assert jensen_shannon(p, p, p).abs() < 1e-6
     assert jensen_shannon(p * 50, -p * 50, q * 50) <= torch.log(torch.tensor(3.0)) + 1e-6
     assert torch.isclose(augmix_loss(p, p, p, y), F.cross_entropy(p, y), atol=1e-6)
+
+
+def test_snapmix_semantic_percent_maps_and_weights():
+    from puzzle_core.mixers import semantic_percent_map
+
+    g = torch.Generator().manual_seed(0)
+    feats = torch.relu(torch.randn(6, 4, 4, 4, generator=g))
+    fc = nn.Linear(4, K)
+    y = torch.arange(6) % K
+    spm = semantic_percent_map(feats, fc.weight, fc.bias, y, (32, 32))
+    assert (spm >= 0).all() and torch.allclose(spm.sum((1, 2)), torch.ones(6), atol=1e-5)
+    manual = torch.einsum("chw,c->hw", feats[1], fc.weight[y[1]]) + fc.bias[y[1]]
+    up = F.interpolate(manual[None, None], size=(32, 32), mode="bilinear", align_corners=False)[
+        0, 0
+    ]
+    up = up - up.min()
+    assert torch.allclose(spm[1], up / up.sum(), atol=1e-6)
+    x, _ = _batch(6)
+    y = torch.tensor([0, 1, 2, 3, 4, 0])
+    for seed in range(10):
+        out = _build("snapmix").mix(x, y, spm, generator=torch.Generator().manual_seed(seed))
+        if out.info["boxes"]:
+            (a1, a2, a3, a4), (b1, b2, b3, b4) = out.info["boxes"]
+            if (a2 - a1) * (a4 - a3) and (b2 - b1) * (b4 - b3):
+                rho_a = 1 - spm[:, a1:a2, a3:a4].sum((1, 2))
+                rho_b = spm[out.perm][:, b1:b2, b3:b4].sum((1, 2))
+                diff = y != y[out.perm]
+                assert torch.allclose(out.ratio[diff], rho_a[diff], atol=1e-5)
+                assert torch.allclose(out.info["rho_b"][diff], rho_b[diff], atol=1e-5)
+                assert ((out.ratio >= -1e-6) & (out.info["rho_b"] <= 2 + 1e-6)).all()
+                outside = torch.ones(32, 32, dtype=torch.bool)
+                outside[a1:a2, a3:a4] = False
+                assert torch.equal(out.x[:, :, outside], x[:, :, outside])
+    with pytest.raises(ValueError, match="semantic percent maps"):
+        _build("snapmix").mix(x, y)

@@ -4,7 +4,7 @@ Every mixer is constructed once and called on a batch: ``x_mix, y_mix = mixer(x,
 saliency=None, generator=None)``; ``mixer.saliency`` says what it needs (None, "image" computed
 inside, or "input_gradient" from the training loop, as Puzzle Mix)."""
 
-from . import augmix, basic, boxes, guided, puzzle  # noqa: F401  (registration)
+from . import augmix, basic, boxes, guided, puzzle, snapmix  # noqa: F401  (registration)
 from .augmix import AugMix, augmix_loss, jensen_shannon
 from .base import Mixer, MixResult
 from .basic import InputMixup, ManifoldMixup, ManifoldPlan, Vanilla
@@ -12,6 +12,7 @@ from .boxes import CutMix, SaliencyMix, official_box, puzzlemix_box
 from .guided import GuidedMixup, spectral_residual_saliency
 from .pairing import exact_pairing, greedy_pairing, pairing_objective, saliency_distances
 from .registry import available, build
+from .snapmix import SnapMix, class_activation_spm, semantic_percent_map
 
 __all__ = [
     "AugMix",
@@ -23,10 +24,12 @@ __all__ = [
     "MixResult",
     "Mixer",
     "SaliencyMix",
+    "SnapMix",
     "Vanilla",
     "augmix_loss",
     "available",
     "build",
+    "class_activation_spm",
     "exact_pairing",
     "greedy_pairing",
     "jensen_shannon",
@@ -34,5 +37,6 @@ __all__ = [
     "pairing_objective",
     "puzzlemix_box",
     "saliency_distances",
+    "semantic_percent_map",
     "spectral_residual_saliency",
 ]

@@ -1,0 +1,103 @@
+"""SnapMix (Huang et al. 2021): asymmetric CutMix boxes with label weights from class activation
+maps (semantic percent maps), as the official code computes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .._checks import check_batch, check_rank, check_unit_interval
+from .._random import draw_lambda, numpy_rng
+from .base import Mixer, MixResult
+from .boxes import official_box
+from .registry import register
+
+
+def semantic_percent_map(
+    features: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    y: torch.Tensor,
+    size: tuple[int, int],
+) -> torch.Tensor:
+    """SPM of every image for its own label: CAM = ReLU-features (B, C, h, w) projected on the
+    classifier row of y (weight (K, C), bias (K,): the code includes the bias), bilinearly
+    upsampled to ``size`` (align_corners False), shifted to min 0 and normalised to sum 1
+    -> (B, H, W).  Degenerate (constant) maps give NaN, as in the code."""
+    cam = torch.einsum("bchw,bc->bhw", features, weight[y])
+    if bias is not None:
+        cam = cam + bias[y].view(-1, 1, 1)
+    cam = F.interpolate(cam.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+    cam = cam - cam.flatten(1).min(1).values.view(-1, 1, 1)
+    return cam / cam.flatten(1).sum(1).view(-1, 1, 1)
+
+
+def class_activation_spm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SPM from a model exposing ``forward_features(x)`` (the last ReLU feature map) and
+    ``classifier`` (its nn.Linear), under no_grad in the model's current mode (the code: train
+    mode, so BN statistics see the batch a second time)."""
+    if not hasattr(model, "forward_features") or not hasattr(model, "classifier"):
+        raise ValueError("model must expose forward_features(x) and classifier (nn.Linear)")
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        fc = model.classifier
+        return semantic_percent_map(feats, fc.weight, fc.bias, y, tuple(x.shape[-2:]))
+
+
+@register("snapmix")
+class SnapMix(Mixer):
+    """Two boxes for the batch, box_a ~ CutMix(lam_a) and box_b ~ CutMix(lam_b) with independent
+    lambdas and centres; box_b of the partner is resized (bilinear, align_corners True) into box_a
+    of every image.  Label weights (not normalised to 1): rho_a = 1 - sum_{box_a} SPM_self,
+    rho_b = sum_{box_b} SPM_partner; equal labels get rho_a + rho_b each; NaN falls back to the
+    area ratios.  ``saliency`` is the SPM (B, H, W) (see :func:`class_activation_spm`); any
+    non-negative map is normalised to sum 1 per image.  Defaults: prob 1, beta 1 (argparse)."""
+
+    name = "snapmix"
+    saliency = "cam"
+    labels_sum_to_one = False
+
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, num_classes: int | None = None):
+        super().__init__(num_classes)
+        if alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        check_unit_interval("prob", prob)
+        self.alpha, self.prob = alpha, prob
+
+    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+        targets = self._targets(x, y)
+        b, _, h, w = x.shape
+        rng = numpy_rng(generator)
+        perm = torch.randperm(b, generator=generator).to(x.device)
+        ones = torch.ones(b, device=x.device)
+        if rng.random() >= self.prob:
+            return MixResult(x, targets, perm, ones, {"boxes": [], "rho_b": 0 * ones})
+        if saliency is None:
+            raise ValueError("SnapMix needs the semantic percent maps as saliency (B, H, W)")
+        check_rank("saliency", saliency, 3, "(B, H, W)")
+        check_batch("saliency", saliency, b)
+        spm = saliency.float() / saliency.float().flatten(1).sum(1).view(-1, 1, 1)
+        box_a = official_box(h, w, draw_lambda(self.alpha, rng), rng)
+        box_b = official_box(h, w, draw_lambda(self.alpha, rng), rng)
+        (a1, a2, a3, a4), (b1, b2, b3, b4) = box_a, box_b
+        area_a, area_b = (a2 - a1) * (a4 - a3), (b2 - b1) * (b4 - b3)
+        if area_a == 0 or area_b == 0:  # no mixing (weights 1 and 0)
+            return MixResult(x, targets, perm, ones, {"boxes": [box_a, box_b], "rho_b": 0 * ones})
+        patch = x[perm][:, :, b1:b2, b3:b4]
+        patch = F.interpolate(
+            patch.float(), size=(a2 - a1, a4 - a3), mode="bilinear", align_corners=True
+        ).to(x.dtype)
+        out = x.clone()
+        out[:, :, a1:a2, a3:a4] = patch
+        rho_a = 1 - spm[:, a1:a2, a3:a4].sum((1, 2))
+        rho_b = spm[perm][:, b1:b2, b3:b4].sum((1, 2))
+        rho_a = torch.where(torch.isnan(rho_a), torch.full_like(rho_a, 1 - area_a / (h * w)), rho_a)
+        rho_b = torch.where(torch.isnan(rho_b), torch.full_like(rho_b, area_b / (h * w)), rho_b)
+        same = targets.argmax(1) == targets[perm].argmax(1)
+        both = rho_a + rho_b
+        rho_a, rho_b = torch.where(same, both, rho_a), torch.where(same, both, rho_b)
+        y_mix = rho_a[:, None] * targets + rho_b[:, None] * targets[perm]
+        info = {"boxes": [box_a, box_b], "rho_b": rho_b}
+        return MixResult(out, y_mix, perm, rho_a, info)
