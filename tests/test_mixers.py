@@ -1,5 +1,8 @@
 """The mixup family: the registry and each method's defining invariants."""
 
+import itertools
+
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -62,7 +65,10 @@ def test_every_mixer_soft_labels_and_determinism(name):
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
     assert a.x.shape == x.shape and a.y.shape == (8, K)
     onehot = F.one_hot(y, K).float()
-    if getattr(m, "labels_sum_to_one", True):
+    if not getattr(m, "pairwise", True):  # Co-Mixup: area shares of several inputs
+        assert torch.allclose(a.y.sum(1), torch.ones(8), atol=1e-6)
+        assert torch.allclose(a.y, a.info["shares"] @ onehot, atol=1e-6)
+    elif getattr(m, "labels_sum_to_one", True):
         assert torch.allclose(a.y.sum(1), torch.ones(8), atol=1e-6)
         expect = a.ratio[:, None] * onehot + (1 - a.ratio[:, None]) * onehot[a.perm]
         assert torch.allclose(a.y, expect, atol=1e-6)  # label weight = the method's ratio
@@ -344,3 +350,99 @@ def test_snapmix_semantic_percent_maps_and_weights():
                 assert torch.equal(out.x[:, :, outside], x[:, :, outside])
     with pytest.raises(ValueError, match="semantic percent maps"):
         _build("snapmix").mix(x, y)
+
+
+def _subproblem_energy(unary_k, halves, g, beta, lab):
+    from puzzle_core.mixers.comixup import _label_cost, label_vectors
+
+    m = unary_k.shape[0]
+    u = label_vectors(m, halves) @ unary_k
+    u[m:] -= 5e-4
+    v = _label_cost(m, halves)
+    grid = lab.reshape(g, g)
+    return u[lab, np.arange(g * g)].sum() + beta * (
+        v[grid[1:], grid[:-1]].sum() + v[grid[:, 1:], grid[:, :-1]].sum()
+    )
+
+
+def test_comixup_subproblem_against_brute_force():
+    from puzzle_core.mixers.comixup import solve_output
+
+    rng = np.random.default_rng(0)
+    optimal = 0
+    for t in range(60):
+        m, g = 3, 2
+        u = -rng.random((m, g * g))
+        beta = rng.random() * 0.5
+        halves = [[], [(0, 1)], [(0, 1), (0, 2), (1, 2)]][t % 3]
+        lab = solve_output(u, halves, g, beta)
+        n_lab = m + len(halves)
+        best = min(
+            _subproblem_energy(u, halves, g, beta, np.array(c))
+            for c in itertools.product(range(n_lab), repeat=g * g)
+        )
+        got = _subproblem_energy(u, halves, g, beta, lab)
+        assert got >= best - 1e-9
+        optimal += got <= best + 1e-9
+    assert optimal >= 0.8 * 60  # swap is a local method; measured 91 % optimal
+
+
+def test_comixup_optimiser_against_brute_force():
+    from puzzle_core.mixers.comixup import CoMixupProblem, energy, optimise
+
+    rng = np.random.default_rng(1)
+    reached = total = 0
+    for t in range(24):
+        m, g, n = (2 if t % 3 else 3), 2, 4
+        cost = rng.random((m, n))
+        cost = -cost / cost.sum(1, keepdims=True)
+        prob = CoMixupProblem(
+            cost, np.eye(m), g, rng.random() * 0.3, rng.random() * 0.2, rng.random() * 3
+        )
+        _, e = optimise(
+            prob, np.random.default_rng(t), niter=4, half_labels=False, set_resolve=False
+        )
+        labs = np.eye(m)[np.array(list(itertools.product(range(m), repeat=n)))]  # (S, n, m)
+        un = np.einsum("snk,kn->s", labs, cost)
+        w = labs.reshape(-1, g, g, m)
+        sm = ((w[:, 1:] - w[:, :-1]) ** 2).sum((1, 2, 3)) + ((w[:, :, 1:] - w[:, :, :-1]) ** 2).sum(
+            (1, 2, 3)
+        )
+        base, o = un + prob.beta / 2 * sm, labs.sum(1)
+        combos = np.array(list(itertools.product(range(len(labs)), repeat=m)))
+        oc = o[combos]  # (C, m_out, m_in)
+        p = (oc.sum(1, keepdims=True) - oc) @ prob.compat.T
+        best = base[combos].sum(1) + prob.gamma * (oc * np.where(p > prob.tau, p, 0)).sum((1, 2))
+        assert np.isclose(energy(prob, labs[combos[best.argmin()]]), best.min())
+        assert e >= best.min() - 1e-9  # the optimiser's E is a real solution's energy
+        reached += e <= best.min() + 1e-9
+        total += 1
+    assert reached >= total // 2  # block coordinate descent; measured 74 % at the optimum
+
+
+def test_comixup_outputs():
+    x, y = _batch(12, 16)
+    sal = torch.rand(12, 16, 16, generator=torch.Generator().manual_seed(2)) ** 4
+    m = mixers.build("comixup", num_classes=K, part=5, niter=3)
+    out = m.mix(x, y, sal, generator=torch.Generator().manual_seed(0))
+    shares = out.info["shares"]
+    assert torch.allclose(shares.sum(1), torch.ones(12), atol=1e-6)
+    for a, b in ((0, 5), (5, 10), (10, 12)):  # no mixing across partitions
+        block = torch.zeros(12, dtype=torch.bool)
+        block[a:b] = True
+        assert (shares[block][:, ~block] == 0).all()
+    assert torch.allclose(out.y, shares @ F.one_hot(y, K).float(), atol=1e-6)
+    g = out.info["grid"]
+    cell = 16 // g
+    for o in range(12):  # every cell is one input or an even mix of two
+        for r in range(g):
+            for c in range(g):
+                patch = out.x[o, :, r * cell : (r + 1) * cell, c * cell : (c + 1) * cell]
+                srcs = x[:, :, r * cell : (r + 1) * cell, c * cell : (c + 1) * cell]
+                pure = [(patch - s).abs().max() < 1e-6 for s in srcs]
+                halves = [
+                    (patch - (srcs[i] + srcs[j]) / 2).abs().max() < 1e-6
+                    for i in range(12)
+                    for j in range(i + 1, 12)
+                ]
+                assert any(pure) or any(halves)

@@ -26,7 +26,9 @@ def gco_swap_grid(
     unary: np.ndarray, label_cost: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray
 ) -> np.ndarray:
     """One call of gco's swap on a grid, arguments exactly as gco takes them -> labels (gh*gw,)."""
-    return gco.cut_grid_graph(unary, label_cost, cost_v, cost_h, n_iter=-1, algorithm="swap")
+    # gco reads the raw buffers: they must be C-contiguous
+    arrays = [np.ascontiguousarray(a) for a in (unary, label_cost, cost_v, cost_h)]
+    return gco.cut_grid_graph(*arrays, n_iter=-1, algorithm="swap")
 
 
 def reference_gco_arrays(
