@@ -29,6 +29,7 @@ from .mask.energy import GridEnergy, boundary_distances, puzzle_energy
 from .mask.exact import solve_exact
 from .mask.swap import solve_swap
 from .mixing import compose, mix_targets, to_soft_targets, upsample_mask
+from .pairing import PAIRINGS, make_pairing
 from .saliency import compute_saliency, draw_grid_size, pool_saliency, validate_saliency
 from .transport import (
     TransportPlan,
@@ -78,6 +79,8 @@ class PuzzleMixConfig:
       adv_variant: "adv" (delta ~ U(0,1)), "fgsm" (delta = 1), "nu0=nu1" (one Bernoulli);
       adv_draw: "batch" (reference: nu once per mini-batch) or "pair" (paper: per pair).
     num_classes: needed when labels are integers.
+    pairing: "random" (reference), or GuidedMixup's "greedy" / "exact" pairing on
+        spectral-residual maps (GuidedMixup Table 8 "+pairing").
     """
 
     alpha: float = 1.0
@@ -107,6 +110,7 @@ class PuzzleMixConfig:
     adv_variant: str = "adv"
     adv_draw: str = "batch"
     num_classes: int | None = None
+    pairing: str = "random"
     preset: str = "reference"
 
     def __post_init__(self) -> None:
@@ -134,6 +138,7 @@ class PuzzleMixConfig:
         check_choice("adv_variant", self.adv_variant, ADV_VARIANTS)
         check_choice("adv_draw", self.adv_draw, ("batch", "pair"))
         check_choice("preset", self.preset, (*PRESETS, "custom"))
+        check_choice("pairing", self.pairing, PAIRINGS)
         if self.solver == "binary" and self.n_labels != 2:
             raise ValueError(f"solver='binary' needs n_labels=2, got n_labels={self.n_labels}")
         if self.t_size != -1:
@@ -419,7 +424,7 @@ class PuzzleMix:
         if h % grid or w % grid:
             raise ValueError(f"grid={grid} (from grid_sizes) must divide the image size {h}x{w}")
         if perm is None:
-            perm = torch.randperm(b, generator=generator)
+            perm = make_pairing(cfg.pairing, b, images=x, generator=generator, device=x.device)
         check_permutation("perm", perm, b)
         perm = perm.to(x.device).long()
         if lam is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 from ._checks import check_batch, check_choice, check_finite_nonneg, check_rank
 
@@ -106,3 +107,38 @@ def validate_saliency(saliency: torch.Tensor, x: torch.Tensor) -> None:
 def draw_grid_size(choices: Sequence[int], rng: np.random.Generator) -> int:
     """The mask grid side, uniform over ``choices`` per mini-batch (reference: {2, 4, 8, 16})."""
     return int(choices[int(rng.integers(len(choices)))])
+
+
+BLUR_KERNEL, BLUR_SIGMA = 7, 3.0  # GuidedMixup Section 5.1
+
+
+def gaussian_blur(maps: torch.Tensor) -> torch.Tensor:
+    """Gaussian blur, kernel 7, sigma 3, reflect padding (torchvision): (B, H, W) -> (B, H, W)."""
+    k, s = BLUR_KERNEL, BLUR_SIGMA
+    return TF.gaussian_blur(maps.unsqueeze(1), [k, k], [s, s]).squeeze(1)
+
+
+def spectral_residual_saliency(x: torch.Tensor, max_size: int = 128) -> torch.Tensor:
+    """Guided-SR saliency (Hou & Zhang 2007 as GuidedMixup's code computes it), batched on x's
+    device, no gradient: greyscale (ITU 0.299/0.587/0.114), images larger than ``max_size``
+    resized to max_size^2, log amplitude spectrum minus its 3x3 mean (replicate padding), the
+    phase kept, the magnitude of the inverse FFT (not squared), Gaussian blur (7, 3), resized
+    back.  x (B, C, H, W) as the model sees it -> (B, H, W) >= 0."""
+    check_rank("x", x, 4, "(B, C, H, W)")
+    with torch.no_grad():
+        img = x.float()
+        grey = TF.rgb_to_grayscale(img) if img.shape[1] == 3 else img[:, :1]
+        h, w = grey.shape[-2:]
+        resized = h > max_size
+        if resized:
+            grey = TF.resize(grey, [max_size, max_size], antialias=True)
+        spec = torch.fft.fft2(grey)
+        amp = torch.sqrt(spec.real**2 + spec.imag**2 + 1e-10)
+        log_amp = torch.log(amp)
+        mean3 = F.avg_pool2d(F.pad(log_amp, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        residual = log_amp - mean3  # the spectral residual
+        sal = torch.fft.ifft2(spec * torch.exp(residual) / amp).abs()
+        sal = gaussian_blur(sal[:, 0])
+        if resized:
+            sal = TF.resize(sal.unsqueeze(1), [h, w], antialias=True).squeeze(1)
+        return sal.clamp(min=0)

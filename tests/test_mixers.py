@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from puzzle_core import mixers
-from puzzle_core.mixers.pairing import (
+from puzzle_core.pairing import (
     exact_pairing,
     greedy_pairing,
     is_one_cycle,
@@ -446,3 +446,15 @@ def test_comixup_outputs():
                     for j in range(i + 1, 12)
                 ]
                 assert any(pure) or any(halves)
+
+
+@pytest.mark.parametrize("name", ["input_mixup", "cutmix", "saliencymix", "puzzlemix"])
+def test_greedy_pairing_is_usable_by_every_method(name):
+    x, y = _batch(10)
+    sal = torch.rand(10, 32, 32, generator=torch.Generator().manual_seed(0))
+    m = _build(name, pairing="greedy")
+    out = m.mix(x, y, sal, generator=torch.Generator().manual_seed(0))
+    assert is_one_cycle(out.perm.cpu())
+    from puzzle_core.pairing import pairing_maps
+
+    assert torch.equal(out.perm.cpu(), greedy_pairing(saliency_distances(pairing_maps(x))))

@@ -4,14 +4,15 @@ Every mixer is constructed once and called on a batch: ``x_mix, y_mix = mixer(x,
 saliency=None, generator=None)``; ``mixer.saliency`` says what it needs (None, "image" computed
 inside, or "input_gradient" from the training loop, as Puzzle Mix)."""
 
+from ..pairing import exact_pairing, greedy_pairing, pairing_objective, saliency_distances
+from ..saliency import spectral_residual_saliency
 from . import augmix, basic, boxes, comixup, guided, puzzle, snapmix  # noqa: F401  (registration)
 from .augmix import AugMix, augmix_loss, jensen_shannon
 from .base import Mixer, MixResult
 from .basic import InputMixup, ManifoldMixup, ManifoldPlan, Vanilla
 from .boxes import CutMix, SaliencyMix, official_box, puzzlemix_box
 from .comixup import CoMixup
-from .guided import GuidedMixup, spectral_residual_saliency
-from .pairing import exact_pairing, greedy_pairing, pairing_objective, saliency_distances
+from .guided import GuidedMixup
 from .registry import available, build
 from .snapmix import SnapMix, class_activation_spm, semantic_percent_map
 

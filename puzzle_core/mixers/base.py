@@ -16,6 +16,7 @@ import torch
 
 from .._checks import check_rank
 from ..mixing import mix_targets, to_soft_targets
+from ..pairing import make_pairing
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ class Mixer:
         if x.shape[0] < 1:
             raise ValueError("x must hold at least one example")
         return to_soft_targets(y, self.num_classes, x.shape[0]).to(x.device)
+
+    def _pair(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The partner permutation: ``self.pairing`` "random" (default), "greedy" or "exact"
+        (on GuidedMixup's spectral-residual maps, its Table 8 "+pairing")."""
+        kind = getattr(self, "pairing", "random")
+        return make_pairing(kind, x.shape[0], images=x, generator=generator, device=x.device)
 
     @staticmethod
     def _labels(targets: torch.Tensor, perm: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from .._checks import check_permutation
+from .._checks import check_choice, check_permutation
 from .._random import draw_lambda, numpy_rng
+from ..pairing import PAIRINGS
 from .base import Mixer, MixResult
 from .registry import register
 
@@ -28,14 +29,10 @@ class Vanilla(Mixer):
         )
 
 
-def _perm_and_lambda(
-    b: int, alpha: float, per_sample: bool, generator: torch.Generator | None, device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    rng = numpy_rng(generator)
-    perm = torch.randperm(b, generator=generator).to(device)  # fixed points allowed (reference)
+def _lambdas(b: int, alpha: float, per_sample: bool, rng, device) -> torch.Tensor:
     draws = b if per_sample else 1
     lam = torch.tensor([draw_lambda(alpha, rng) for _ in range(draws)], dtype=torch.float32)
-    return perm, lam.expand(b).to(device)
+    return lam.expand(b).to(device)
 
 
 @register("input_mixup")
@@ -46,16 +43,25 @@ class InputMixup(Mixer):
 
     name = "input_mixup"
 
-    def __init__(self, alpha: float = 1.0, per_sample: bool = False, num_classes=None) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        per_sample: bool = False,
+        pairing: str = "random",
+        num_classes=None,
+    ) -> None:
         super().__init__(num_classes)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
-        self.alpha, self.per_sample = alpha, per_sample
+        check_choice("pairing", pairing, PAIRINGS)
+        self.alpha, self.per_sample, self.pairing = alpha, per_sample, pairing
 
     def mix(self, x, y, saliency=None, *, generator=None, perm=None, lam=None, **kw) -> MixResult:
         targets = self._targets(x, y)
         b = x.shape[0]
-        p, lam_t = _perm_and_lambda(b, self.alpha, self.per_sample, generator, x.device)
+        rng = numpy_rng(generator)
+        p = self._pair(x, generator)  # random: fixed points allowed (reference)
+        lam_t = _lambdas(b, self.alpha, self.per_sample, rng, x.device)
         if perm is not None:
             check_permutation("perm", perm, b)
             p = perm.to(x.device).long()

@@ -15,6 +15,7 @@ import torch
 
 from .._checks import check_choice, check_unit_interval
 from .._random import draw_lambda, numpy_rng
+from ..pairing import PAIRINGS
 from .base import Mixer, MixResult
 from .registry import register
 
@@ -83,10 +84,13 @@ class CutMix(Mixer):
         variant: str = "puzzlemix",
         prob: float = 1.0,
         per_sample: bool = False,
+        pairing: str = "random",
         num_classes: int | None = None,
     ) -> None:
         super().__init__(num_classes)
         check_choice("variant", variant, ("puzzlemix", "official"))
+        check_choice("pairing", pairing, PAIRINGS)
+        self.pairing = pairing
         check_unit_interval("prob", prob)
         if alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {alpha}")
@@ -96,7 +100,7 @@ class CutMix(Mixer):
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = torch.randperm(b, generator=generator).to(x.device)
+        perm = self._pair(x, generator)
         if rng.random() >= self.prob:  # not applied this batch
             ratio = torch.ones(b, device=x.device)
             return MixResult(x, targets, perm, ratio, {"boxes": []})
@@ -137,9 +141,12 @@ class SaliencyMix(Mixer):
         detector_input: str = "uint8",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        pairing: str = "random",
         num_classes: int | None = None,
     ) -> None:
         super().__init__(num_classes)
+        check_choice("pairing", pairing, PAIRINGS)
+        self.pairing = pairing
         check_choice("detector_input", detector_input, ("uint8", "float"))
         check_unit_interval("prob", prob)
         self.alpha, self.prob, self.detector_input = alpha, prob, detector_input
@@ -169,7 +176,7 @@ class SaliencyMix(Mixer):
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = torch.randperm(b, generator=generator).to(x.device)
+        perm = self._pair(x, generator)
         if rng.random() >= self.prob:
             return MixResult(x, targets, perm, torch.ones(b, device=x.device), {"boxes": []})
         lam = draw_lambda(self.alpha, rng)

@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 import torch
 
-from .._checks import check_choice, check_rank
+from ._checks import check_choice, check_rank
 
 PAIRINGS = ("random", "greedy", "exact")
 
@@ -94,19 +94,32 @@ def exact_pairing(w: torch.Tensor, max_batch: int = 9) -> torch.Tensor:
     return torch.from_numpy(cand[int(np.argmax(scores))]).to(w.device)
 
 
+def pairing_maps(x: torch.Tensor) -> torch.Tensor:
+    """The maps GuidedMixup pairs by (also for the other methods of its Table 8): spectral
+    residual saliency blurred (7, 3) once more and normalised to sum 1 -> (B, H, W)."""
+    from .saliency import gaussian_blur, spectral_residual_saliency
+
+    s = gaussian_blur(spectral_residual_saliency(x))
+    return s / s.flatten(1).sum(1).clamp(min=1e-12).view(-1, 1, 1)
+
+
 def make_pairing(
     kind: str,
     batch: int,
     *,
     maps: torch.Tensor | None = None,
+    images: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Dispatch: "random" needs nothing, "greedy"/"exact" need saliency ``maps`` (B, ...)."""
+    """Dispatch: "random" draws a permutation; "greedy"/"exact" use the saliency ``maps``
+    (B, ...), or the spectral-residual maps of ``images`` (B, C, H, W) when maps are None."""
     check_choice("pairing", kind, PAIRINGS)
     if kind == "random":
         return torch.randperm(batch, generator=generator).to(device)
+    if maps is None and images is not None:
+        maps = pairing_maps(images)
     if maps is None:
-        raise ValueError(f"pairing={kind!r} needs saliency maps (B, H, W)")
+        raise ValueError(f"pairing={kind!r} needs saliency maps (B, H, W) or the images")
     w = saliency_distances(maps)
     return (greedy_pairing(w) if kind == "greedy" else exact_pairing(w)).to(device)
