@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_rank
+from .._checks import check_permutation, check_rank
 from ..mixing import mix_targets, to_soft_targets
 from ..pairing import make_pairing
 
@@ -77,9 +77,18 @@ class Mixer:
             raise ValueError("x must hold at least one example")
         return to_soft_targets(y, self.num_classes, x.shape[0]).to(x.device)
 
-    def _pair(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """The partner permutation: ``self.pairing`` "random" (default), "greedy" or "exact"
-        (on GuidedMixup's spectral-residual maps, its Table 8 "+pairing")."""
+    def _pair(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None,
+        perm: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The partner permutation: ``perm`` when given (B,), else ``self.pairing`` "random"
+        (default), "greedy" or "exact" (on GuidedMixup's spectral-residual maps, its Table 8
+        "+pairing")."""
+        if perm is not None:
+            check_permutation("perm", perm, x.shape[0])
+            return perm.to(x.device).long()
         kind = getattr(self, "pairing", "random")
         return make_pairing(kind, x.shape[0], images=x, generator=generator, device=x.device)
 

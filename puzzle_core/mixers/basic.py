@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_choice, check_permutation
+from .._checks import check_choice
 from .._random import draw_lambda, numpy_rng
 from ..pairing import PAIRINGS
 from .base import Mixer, MixResult
@@ -60,11 +60,8 @@ class InputMixup(Mixer):
         targets = self._targets(x, y)
         b = x.shape[0]
         rng = numpy_rng(generator)
-        p = self._pair(x, generator)  # random: fixed points allowed (reference)
+        p = self._pair(x, generator, perm)  # random: fixed points allowed (reference)
         lam_t = _lambdas(b, self.alpha, self.per_sample, rng, x.device)
-        if perm is not None:
-            check_permutation("perm", perm, b)
-            p = perm.to(x.device).long()
         if lam is not None:
             lam_t = torch.full((b,), float(lam), device=x.device)
         w = lam_t.to(x.dtype).view(-1, 1, 1, 1)

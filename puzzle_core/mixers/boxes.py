@@ -100,7 +100,7 @@ class CutMix(Mixer):
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = self._pair(x, generator)
+        perm = self._pair(x, generator, kw.get("perm"))
         if rng.random() >= self.prob:  # not applied this batch
             ratio = torch.ones(b, device=x.device)
             return MixResult(x, targets, perm, ratio, {"boxes": []})
@@ -176,7 +176,7 @@ class SaliencyMix(Mixer):
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = self._pair(x, generator)
+        perm = self._pair(x, generator, kw.get("perm"))
         if rng.random() >= self.prob:
             return MixResult(x, targets, perm, torch.ones(b, device=x.device), {"boxes": []})
         lam = draw_lambda(self.alpha, rng)

@@ -79,7 +79,10 @@ class GuidedMixup(Mixer):
             ident = torch.arange(b, device=x.device)
             return MixResult(x, targets, ident, torch.ones(b, device=x.device), {"mixed": False})
         z = self.maps(x, saliency)
-        perm = make_pairing(self.pairing, b, maps=z, generator=generator, device=x.device)
+        if kw.get("perm") is not None:
+            perm = self._pair(x, generator, kw["perm"])
+        else:
+            perm = make_pairing(self.pairing, b, maps=z, generator=generator, device=x.device)
         zp = z[perm]
         denom = z + zp
         m = torch.where(denom > 0, z / torch.where(denom > 0, denom, 1.0), 0.5)  # Eq. (2)

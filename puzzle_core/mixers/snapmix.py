@@ -70,7 +70,7 @@ class SnapMix(Mixer):
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = torch.randperm(b, generator=generator).to(x.device)
+        perm = self._pair(x, generator, kw.get("perm"))
         ones = torch.ones(b, device=x.device)
         if rng.random() >= self.prob:
             return MixResult(x, targets, perm, ones, {"boxes": [], "rho_b": 0 * ones})
