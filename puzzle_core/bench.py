@@ -131,12 +131,119 @@ def run(batch: int = 100, repeats: int = 5, grids: tuple[int, ...] = (2, 4, 8, 1
     print(f"  ratio swap / exact: {sw / ex:.2f}x   (target: exact <= 60 ms on 2 CPU cores)")
 
 
+OVERHEAD_METHODS = (
+    "vanilla",
+    "input_mixup",
+    "manifold_mixup",
+    "cutmix",
+    "saliencymix",
+    "snapmix",
+    "augmix",
+    "guided_sr",
+    "guided_ap",
+    "puzzlemix",
+    "comixup",
+)
+
+
+def _train_step(name: str, mixer, model, opt, x, y, g) -> None:
+    """One training step of ``name`` with everything the method needs (saliency pass, CAM,
+    the manifold hook, AugMix's three views)."""
+    from .losses import soft_cross_entropy
+    from .mixers import augmix_loss, class_activation_spm
+    from .saliency import compute_saliency
+
+    if name == "manifold_mixup":
+        logits, targets, _ = mixer.forward(model, x, y, generator=g)
+        loss = soft_cross_entropy(logits, targets)
+    elif name == "augmix":
+        a1, a2 = mixer.mix(x, y, generator=g).info["views"]
+        lc, l1, l2 = model(torch.cat([x, a1, a2])).chunk(3)
+        loss = augmix_loss(lc, l1, l2, y)
+    else:
+        sal = None
+        if mixer.saliency == "input_gradient":
+            sal = (
+                mixer.prepare(model, x, y, generator=g).saliency
+                if hasattr(mixer, "prepare")
+                else compute_saliency(model, x, y).saliency
+            )
+        elif mixer.saliency == "cam":
+            sal = class_activation_spm(model, x, y)
+        out = mixer.mix(x, y, sal, generator=g)
+        loss = soft_cross_entropy(model(out.x), out.y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def overhead(
+    batch_sizes: tuple[int, ...] = (16, 32, 64),
+    repeats: int = 5,
+    model_name: str = "resnet8",
+    methods: tuple[str, ...] = OVERHEAD_METHODS,
+) -> dict[tuple[str, int], float]:
+    """Augmentation overhead in the format of GuidedMixup Table 2: per method and batch size,
+    the extra training-step time over vanilla (%), measured side by side (methods interleaved
+    within every repeat) on the same model; 32x32 RGB photographs, 100 classes, CPU."""
+    from .mixers import build
+    from .models import build_model
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    x01, _ = photo_batch(max(batch_sizes), 32, seed=3)
+    mean, std = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    x_all = (x01 - mean) / std
+    y_all = torch.arange(max(batch_sizes)) % 100
+    model = build_model(model_name, num_classes=100)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    extra = {"num_classes": 100}
+    mixers = {}
+    for name in methods:
+        kw = dict(extra)
+        if name in ("saliencymix", "augmix", "puzzlemix"):
+            kw.update(mean=CIFAR_MEAN, std=CIFAR_STD)
+        if name == "comixup":
+            kw.update(part=min(20, min(batch_sizes)))
+        mixers[name] = build(name, **kw)
+    times: dict[tuple[str, int], list[float]] = {}
+    for b in batch_sizes:
+        x, y = x_all[:b], y_all[:b]
+        for name, mixer in mixers.items():  # warm-up (numba compile, caches)
+            _train_step(name, mixer, model, opt, x, y, torch.Generator().manual_seed(0))
+        for r in range(repeats):
+            for name, mixer in mixers.items():
+                g = torch.Generator().manual_seed(r)
+                t0 = time.perf_counter()
+                _train_step(name, mixer, model, opt, x, y, g)
+                times.setdefault((name, b), []).append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(
+        f"\nAugmentation overhead (GuidedMixup Table 2 format): extra time per training step over "
+        f"vanilla, {model_name} on 32x32 RGB, 100 classes, 1 CPU thread, median of {repeats}"
+    )
+    print(f"{'method':16s}" + "".join(f"{'batch ' + str(b):>16s}" for b in batch_sizes))
+    for name in methods:
+        cells = []
+        for b in batch_sizes:
+            pct = 100 * (med[(name, b)] / med[("vanilla", b)] - 1)
+            cells.append(f"{pct:+8.1f}% {1000 * med[(name, b)]:5.0f}ms")
+        print(f"{name:16s}" + "".join(f"{c:>16s}" for c in cells))
+    return med
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip-mixing", action="store_true", help="only the overhead table")
+    ap.add_argument("--skip-overhead", action="store_true", help="only the mixing timings")
     args = ap.parse_args()
-    run(args.batch, args.repeats)
+    if not args.skip_mixing:
+        run(args.batch, args.repeats)
+    if not args.skip_overhead:
+        overhead(repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -458,3 +458,16 @@ def test_greedy_pairing_is_usable_by_every_method(name):
     from puzzle_core.pairing import pairing_maps
 
     assert torch.equal(out.perm.cpu(), greedy_pairing(saliency_distances(pairing_maps(x))))
+
+
+def test_puzzlemix_aug_mixes_augmented_images():
+    x, y = _batch(6)
+    m = mixers.build("puzzlemix_aug", num_classes=K)
+    x_aug = m.pre_transform(x, torch.Generator().manual_seed(0))
+    assert x_aug.shape == x.shape and not torch.equal(x_aug, x)
+    sal = torch.rand(6, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = m.mix(x_aug, y, sal, grid=4, generator=torch.Generator().manual_seed(2))
+    ref = mixers.build("puzzlemix", num_classes=K).mix(
+        x_aug, y, sal, grid=4, generator=torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(out.x, ref.x) and torch.equal(out.y, ref.y)

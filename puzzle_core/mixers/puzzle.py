@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..puzzlemix import ABLATIONS, PuzzleMix, PuzzleMixConfig
+from .augmix import AugMix
 from .registry import register
 
 # name -> (config changes, training schedule).  "half" = half the epochs at twice the initial
@@ -34,3 +35,29 @@ def _factory(changes: dict[str, Any], schedule: str):
 
 for _name, (_changes, _schedule) in VARIANTS.items():
     register(_name)(_factory(_changes, _schedule))
+
+
+class PuzzleMixAug(PuzzleMix):
+    """Puzzle Mix (aug) (Table 6): Puzzle Mix between two AugMix images, saliency included.
+    The training loop applies :meth:`pre_transform` (one AugMix view per image, no JSD) first,
+    then computes the saliency and mixes the augmented batch like Puzzle Mix."""
+
+    name = "puzzlemix_aug"
+
+    def __init__(self, config: PuzzleMixConfig, augmix: AugMix, *, mean=None, std=None) -> None:
+        super().__init__(config, mean=mean, std=std)
+        self.augmix = augmix
+
+    def pre_transform(self, x, generator=None):
+        return self.augmix.augment(x, generator)
+
+
+@register("puzzlemix_aug")
+def _puzzlemix_aug(preset: str = "reference", mean=None, std=None, **params: Any) -> PuzzleMixAug:
+    aug_keys = {"severity", "width", "depth", "ops", "blend"}
+    aug = AugMix(
+        jsd=False, mean=mean, std=std, **{k: params.pop(k) for k in list(params) if k in aug_keys}
+    )
+    mixer = PuzzleMixAug(PuzzleMixConfig.from_preset(preset, **params), aug, mean=mean, std=std)
+    mixer.schedule = "full"  # type: ignore[attr-defined]
+    return mixer
