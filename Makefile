@@ -9,8 +9,17 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: setup test lab bench lint format env clean
 
 $(STAMP): requirements.txt pyproject.toml
+	@# Fashion-MNIST, the real data set these machines can have (Debian package), where apt works
+	@if ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+		&& [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq >/dev/null && apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+		|| echo "note: could not install dataset-fashion-mnist (Fashion-MNIST tests will skip)"; \
+	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# imagecorruptions pulls opencv-python; both wheels provide cv2: the contrib build goes last
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall \
+		$$(grep '^opencv-contrib-python-headless==' requirements.txt | cut -d' ' -f1)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (puzzlemix-repro)" >/dev/null
 	touch $(STAMP)

@@ -13,7 +13,14 @@ import re
 import sys
 from pathlib import Path
 
-PIP_ONLY = {"torch", "torchvision", "gco-wrapper", "opencv-contrib-python-headless"}
+PIP_ONLY = {
+    "torch",
+    "torchvision",
+    "gco-wrapper",
+    "opencv-contrib-python-headless",
+    "opencv-python",
+    "imagecorruptions",
+}
 CONDA_NAMES = {"pymaxflow": "pymaxflow", "pyyaml": "pyyaml", "scikit-image": "scikit-image"}
 PYTHON = "3.11"
 

@@ -1,0 +1,99 @@
+"""Data sets (torchvision-style; models and data know nothing of mixing).
+
+* ``synthetic``: ``synthetic-objects``, an offline object-centric stand-in with exact object
+  masks (32 px CIFAR / 64 px Tiny-ImageNet shapes), generated from a seed in seconds.
+* ``fashion_mnist``: the real Fashion-MNIST, from Debian's ``dataset-fashion-mnist`` offline.
+* ``cifar``: CIFAR-100 / CIFAR-10 via torchvision, reference normalisation and transforms.
+* ``tiny_imagenet``: Tiny-ImageNet-200 with the validation-folder re-organisation.
+* ``imagenet``: ImageNet from the ImageFolder layout, reference test transform.
+* ``corruptions``: CIFAR-100-C (published ``.npy``) and a locally generated stand-in.
+* ``subsets``: seeded, class-stratified data-scarcity subsets (GuidedMixup Table 6).
+"""
+
+from .cifar import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    cifar_normalization,
+    cifar_test_transform,
+    cifar_train_transform,
+    load_cifar,
+)
+from .corruptions import (
+    CORRUPTIONS,
+    LIBRARY_BROKEN,
+    LIBRARY_WORKING,
+    STANDARD,
+    CIFARCorrupted,
+    available_corruptions,
+    corrupt_images,
+    generate_corruptions,
+    library_status,
+    load_corruption,
+)
+from .fashion_mnist import (
+    FashionMNIST,
+    fashion_mnist_transforms,
+    find_fashion_mnist,
+    load_fashion_mnist_arrays,
+    read_idx,
+)
+from .imagenet import imagenet_test_transform, imagenet_train_transform, load_imagenet
+from .subsets import (
+    SCARCITY_FRACTIONS,
+    per_class_counts,
+    stratified_subset,
+    stratified_subset_indices,
+    targets_of,
+)
+from .synthetic import SyntheticArrays, SyntheticObjects, generate_synthetic_objects
+from .tiny_imagenet import (
+    find_tiny_imagenet,
+    load_tiny_imagenet,
+    reorganize_val,
+    tiny_imagenet_test_transform,
+    tiny_imagenet_train_transform,
+)
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "CIFAR100_MEAN",
+    "CIFAR100_STD",
+    "CORRUPTIONS",
+    "CIFARCorrupted",
+    "FashionMNIST",
+    "LIBRARY_BROKEN",
+    "LIBRARY_WORKING",
+    "SCARCITY_FRACTIONS",
+    "STANDARD",
+    "SyntheticArrays",
+    "SyntheticObjects",
+    "available_corruptions",
+    "cifar_normalization",
+    "cifar_test_transform",
+    "cifar_train_transform",
+    "corrupt_images",
+    "fashion_mnist_transforms",
+    "find_fashion_mnist",
+    "find_tiny_imagenet",
+    "generate_corruptions",
+    "generate_synthetic_objects",
+    "imagenet_test_transform",
+    "imagenet_train_transform",
+    "library_status",
+    "load_cifar",
+    "load_corruption",
+    "load_fashion_mnist_arrays",
+    "load_imagenet",
+    "load_tiny_imagenet",
+    "per_class_counts",
+    "read_idx",
+    "reorganize_val",
+    "stratified_subset",
+    "stratified_subset_indices",
+    "targets_of",
+    "tiny_imagenet_test_transform",
+    "tiny_imagenet_train_transform",
+]
