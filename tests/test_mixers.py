@@ -471,3 +471,17 @@ def test_puzzlemix_aug_mixes_augmented_images():
         x_aug, y, sal, grid=4, generator=torch.Generator().manual_seed(2)
     )
     assert torch.equal(out.x, ref.x) and torch.equal(out.y, ref.y)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize(
+    "name", ["input_mixup", "cutmix", "guided_sr", "guided_ap", "snapmix", "comixup", "puzzlemix"]
+)
+def test_cpu_and_cuda_agree(name):
+    x, y = _batch(8)
+    sal = torch.rand(8, 32, 32, generator=torch.Generator().manual_seed(0))
+    m = _build(name, **({"mix_prob": 1.0} if name.startswith("guided") else {}))
+    a = m.mix(x, y, sal, generator=torch.Generator().manual_seed(4))
+    b = m.mix(x.cuda(), y.cuda(), sal.cuda(), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a.perm, b.perm.cpu())
+    assert torch.allclose(a.x, b.x.cpu(), atol=1e-4) and torch.allclose(a.y, b.y.cpu(), atol=1e-5)
