@@ -35,13 +35,14 @@ def semantic_percent_map(
 
 
 def class_activation_spm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """SPM from a model exposing ``forward_features(x)`` (the last ReLU feature map) and
-    ``classifier`` (its nn.Linear), under no_grad in the model's current mode (the code: train
-    mode, so BN statistics see the batch a second time)."""
+    """SPM from a model exposing ``forward_features(x)`` (its last feature map before pooling,
+    passed through ReLU as SnapMix's code does) and ``classifier`` (its nn.Linear), under no_grad
+    in the model's current mode (the code: train mode, so BN statistics see the batch a second
+    time).  Every model of ``puzzle_core.models`` has both."""
     if not hasattr(model, "forward_features") or not hasattr(model, "classifier"):
         raise ValueError("model must expose forward_features(x) and classifier (nn.Linear)")
     with torch.no_grad():
-        feats = model.forward_features(x)
+        feats = F.relu(model.forward_features(x))
         fc = model.classifier
         return semantic_percent_map(feats, fc.weight, fc.bias, y, tuple(x.shape[-2:]))
 
