@@ -254,6 +254,11 @@ class MixOutput:
     labels: torch.Tensor
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def info(self) -> dict[str, object]:
+        """The method-specific details in the shape every mixer's result has (``mixers``)."""
+        return {"mask": self.mask, "lam": self.lam, "grid": self.grid, "labels": self.labels}
+
 
 def solve_mask(energy: GridEnergy, solver: str, quantize: str = "scaled") -> torch.Tensor:
     """Dispatch to a mask solver -> integer labels (B, g, g)."""
