@@ -63,6 +63,23 @@ def maybe_mix(h: Tensor, k: int, mix_layer: int | None, mix_fn: MixFn | None) ->
     return out
 
 
+def staged_features(
+    model_mix_layers: tuple[int, ...],
+    x: Tensor,
+    stem: Callable[[Tensor], Tensor],
+    stages: tuple[Callable[[Tensor], Tensor], ...],
+    mix_layer: int | None,
+    mix_fn: MixFn | None,
+) -> Tensor:
+    """The hook's walk through a network: index 0 = the input, then the stem and stage 1 give
+    index 1, each further stage k gives index k.  -> the output of the last stage."""
+    check_mix_args(model_mix_layers, mix_layer, mix_fn)
+    out = stem(maybe_mix(x, 0, mix_layer, mix_fn))
+    for k, stage in enumerate(stages, 1):
+        out = maybe_mix(stage(out), k, mix_layer, mix_fn)
+    return out
+
+
 def global_avg_pool(h: Tensor, ref_size: int) -> Tensor:
     """Global average pool (B, C, H, W) -> (B, C).
 

@@ -16,10 +16,9 @@ from torch import Tensor
 
 from ._common import (
     MixFn,
-    check_mix_args,
     check_model_args,
     global_avg_pool,
-    maybe_mix,
+    staged_features,
     stem_stride,
 )
 
@@ -104,15 +103,8 @@ class PreActResNet18(nn.Module):
     ) -> Tensor:
         """x: (B, in_channels, H, W) -> the last feature map before pooling (B, C, h, w), with
         the manifold hook (the CAM source for SnapMix); see the class docstring."""
-        check_mix_args(self.mix_layers, mix_layer, mix_fn)
-        out = maybe_mix(x, 0, mix_layer, mix_fn)
-        out = self.layer1(self.conv1(out))
-        out = maybe_mix(out, 1, mix_layer, mix_fn)
-        out = self.layer2(out)
-        out = maybe_mix(out, 2, mix_layer, mix_fn)
-        out = self.layer3(out)
-        out = maybe_mix(out, 3, mix_layer, mix_fn)
-        out = self.layer4(out)
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        out = staged_features(self.mix_layers, x, self.conv1, stages, mix_layer, mix_fn)
         return out
 
     def forward(

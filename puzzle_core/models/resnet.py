@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ._common import MixFn, check_mix_args, check_model_args, maybe_mix
+from ._common import MixFn, check_model_args, staged_features
 
 
 class ResNet50(nn.Module):
@@ -60,16 +60,15 @@ class ResNet50(nn.Module):
     ) -> Tensor:
         """x: (B, in_channels, H, W) -> the last feature map before pooling (B, C, h, w), with
         the manifold hook (the CAM source for SnapMix); see the class docstring."""
-        check_mix_args(self.mix_layers, mix_layer, mix_fn)
-        out = maybe_mix(x, 0, mix_layer, mix_fn)
-        out = self.maxpool(self.relu(self.bn1(self.conv1(out))))
-        out = self.layer1(out)
-        out = maybe_mix(out, 1, mix_layer, mix_fn)
-        out = self.layer2(out)
-        out = maybe_mix(out, 2, mix_layer, mix_fn)
-        out = self.layer3(out)
-        out = maybe_mix(out, 3, mix_layer, mix_fn)
-        out = self.layer4(out)
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        out = staged_features(
+            self.mix_layers,
+            x,
+            lambda h: self.maxpool(self.relu(self.bn1(self.conv1(h)))),
+            stages,
+            mix_layer,
+            mix_fn,
+        )
         return out
 
     def forward(
