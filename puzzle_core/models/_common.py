@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 MixFn = Callable[[Tensor], Tensor]
 
@@ -93,3 +93,29 @@ def global_avg_pool(h: Tensor, ref_size: int) -> Tensor:
     else:
         h = F.adaptive_avg_pool2d(h, 1)
     return h.flatten(1)
+
+
+class PooledClassifier(nn.Module):
+    """Shared head: logits = linear(global_avg_pool(forward_features(x), pool_size)).  Subclasses
+    define ``forward_features`` (with the hook), ``linear`` and the class attribute
+    ``pool_size`` (the reference ``avg_pool2d`` size: 4 for PreActResNet18, 8 for WRN / ResNet)."""
+
+    pool_size: int = 8
+    linear: nn.Linear
+
+    def forward_features(
+        self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None
+    ) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None
+    ) -> Tensor:
+        """x: (B, in_channels, H, W) -> logits (B, num_classes); see the class docstring."""
+        out = self.forward_features(x, mix_layer, mix_fn)
+        return self.linear(global_avg_pool(out, self.pool_size))
+
+    @property
+    def classifier(self) -> nn.Linear:
+        """The final linear layer (SnapMix's CAM weights)."""
+        return self.linear

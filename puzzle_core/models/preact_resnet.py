@@ -16,8 +16,8 @@ from torch import Tensor
 
 from ._common import (
     MixFn,
+    PooledClassifier,
     check_model_args,
-    global_avg_pool,
     staged_features,
     stem_stride,
 )
@@ -53,7 +53,7 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet18(nn.Module):
+class PreActResNet18(PooledClassifier):
     """PreActResNet18 of the official code, with the manifold-mixup hook.
 
     Args:
@@ -69,6 +69,7 @@ class PreActResNet18(nn.Module):
     """
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
+    pool_size = 4  # reference: no final BN-ReLU, then avg_pool2d(4) and linear (notes 1f)
 
     def __init__(
         self, num_classes: int, *, in_channels: int = 3, stem: str = "cifar", width: int = 64
@@ -106,20 +107,6 @@ class PreActResNet18(nn.Module):
         stages = (self.layer1, self.layer2, self.layer3, self.layer4)
         out = staged_features(self.mix_layers, x, self.conv1, stages, mix_layer, mix_fn)
         return out
-
-    def forward(
-        self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None
-    ) -> Tensor:
-        """x: (B, in_channels, H, W) -> logits (B, num_classes); see the class docstring."""
-        out = self.forward_features(x, mix_layer, mix_fn)
-        # reference code: no final BN-ReLU before avg_pool2d(4) and the linear layer (notes 1f)
-        out = global_avg_pool(out, 4)
-        return self.linear(out)
-
-    @property
-    def classifier(self) -> nn.Linear:
-        """The final linear layer (SnapMix's CAM weights)."""
-        return self.linear
 
 
 def preactresnet18(

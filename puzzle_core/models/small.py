@@ -41,8 +41,8 @@ from torch import Tensor
 
 from ._common import (
     MixFn,
+    PooledClassifier,
     check_model_args,
-    global_avg_pool,
     staged_features,
     stem_stride,
 )
@@ -79,7 +79,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + self._shortcut(x))
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(PooledClassifier):
     """CIFAR ResNet of depth 6n+2 with the manifold-mixup hook.
 
     Args:
@@ -97,6 +97,7 @@ class CifarResNet(nn.Module):
     """
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
+    pool_size = 8
 
     def __init__(
         self,
@@ -142,19 +143,6 @@ class CifarResNet(nn.Module):
             self.mix_layers, x, lambda h: F.relu(self.bn1(self.conv1(h))), stages, mix_layer, mix_fn
         )
         return out
-
-    def forward(
-        self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None
-    ) -> Tensor:
-        """x: (B, in_channels, H, W) -> logits (B, num_classes); see the class docstring."""
-        out = self.forward_features(x, mix_layer, mix_fn)
-        out = global_avg_pool(out, 8)
-        return self.linear(out)
-
-    @property
-    def classifier(self) -> nn.Linear:
-        """The final linear layer (SnapMix's CAM weights)."""
-        return self.linear
 
 
 def resnet8(num_classes: int, *, in_channels: int = 3, stem: str = "cifar") -> CifarResNet:

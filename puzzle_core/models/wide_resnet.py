@@ -21,8 +21,8 @@ from torch import Tensor
 
 from ._common import (
     MixFn,
+    PooledClassifier,
     check_model_args,
-    global_avg_pool,
     staged_features,
     stem_stride,
 )
@@ -54,7 +54,7 @@ class WideBasic(nn.Module):
         return out + self.shortcut(x)
 
 
-class WideResNet(nn.Module):
+class WideResNet(PooledClassifier):
     """Wide ResNet (depth 6n+4, widening k) of the official code, with the manifold-mixup hook.
 
     Args:
@@ -70,6 +70,7 @@ class WideResNet(nn.Module):
     """
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
+    pool_size = 8  # reference code: avg_pool2d(8) then linear (notes 1f)
 
     def __init__(
         self,
@@ -118,20 +119,6 @@ class WideResNet(nn.Module):
         out = staged_features(self.mix_layers, x, self.conv1, stages, mix_layer, mix_fn)
         out = F.relu(self.bn1(out))
         return out
-
-    def forward(
-        self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None
-    ) -> Tensor:
-        """x: (B, in_channels, H, W) -> logits (B, num_classes); see the class docstring."""
-        out = self.forward_features(x, mix_layer, mix_fn)
-        # reference code: avg_pool2d(8) then linear (notes 1f)
-        out = global_avg_pool(out, 8)
-        return self.linear(out)
-
-    @property
-    def classifier(self) -> nn.Linear:
-        """The final linear layer (SnapMix's CAM weights)."""
-        return self.linear
 
 
 def wrn28_10(num_classes: int, *, in_channels: int = 3, stem: str = "cifar") -> WideResNet:
