@@ -36,7 +36,7 @@ from ._checks import check_choice
 from .evaluate import median_of_last, topk_correct
 from .losses import LOSSES
 
-DATASETS = ("synthetic", "fashion_mnist", "cifar100", "cifar10")
+DATASETS = ("synthetic", "fashion_mnist", "cifar100", "cifar10", "tiny_imagenet")
 
 
 @dataclass(frozen=True)
@@ -257,7 +257,8 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     train_set = _subset(train_set, cfg.train_examples, cfg.seed)
     test_set = _subset(test_set, cfg.test_examples, cfg.seed + 1)
     test_loader = DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False)
-    model = build_model(cfg.model, classes, in_channels=channels).to(cfg.device)
+    stem = "tiny" if cfg.dataset == "tiny_imagenet" else "cifar"  # first conv stride 2 (1c)
+    model = build_model(cfg.model, classes, in_channels=channels, stem=stem).to(cfg.device)
     opt = torch.optim.SGD(
         model.parameters(),
         lr=cfg.lr,
