@@ -63,6 +63,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     loss: str = "bce_softmax"
     seed: int = 0
+    fgsm_eps: tuple[float, ...] = ()  # pixel-scale FGSM evaluations after training (8/255 CIFAR)
     profile: str = "smoke"
     device: str = "cpu"
     progress: bool = True
@@ -71,6 +72,7 @@ class TrainConfig:
         from .mixers import available
 
         object.__setattr__(self, "schedule", tuple(self.schedule))
+        object.__setattr__(self, "fgsm_eps", tuple(float(e) for e in self.fgsm_eps))
         check_choice("method", self.method, available())
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("loss", self.loss, tuple(LOSSES))
@@ -81,6 +83,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["schedule"] = list(self.schedule)
+        d["fgsm_eps"] = list(self.fgsm_eps)
         return d
 
 
@@ -217,6 +220,27 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: str) -> dict[st
     }
 
 
+def fgsm_error(
+    model: torch.nn.Module, loader: DataLoader, eps: float, mean: tuple, std: tuple, device: str
+) -> float:
+    """Top-1 error (%) under FGSM at ``eps`` (pixel scale), model in eval mode (reference
+    ``validate``): the loader's normalised inputs are mapped back to pixels first."""
+    from .attacks import fgsm
+
+    model.eval()
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    wrong = n = 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        pix = (x * s + m).clamp(0, 1)
+        adv = fgsm(model, pix, y, eps, mean=mean, std=std)
+        with torch.no_grad():
+            wrong += int((model((adv - m) / s).argmax(1) != y).sum())
+        n += len(y)
+    return 100 * wrong / n
+
+
 # -- the run ------------------------------------------------------------------------------------
 
 
@@ -348,6 +372,9 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         "seconds_per_epoch": float(np.median([m["seconds"] for m in metrics])),
         "train_loss": [m["train_loss"] for m in metrics],
     }
+    for eps in cfg.fgsm_eps:  # robustness of the final model
+        key = f"fgsm_err@{round(eps * 255, 3):g}/255"
+        results[key] = fgsm_error(model, test_loader, eps, mean, std, cfg.device)
     _atomic_write(done, json.dumps(results, indent=1).encode())
     return results
 

@@ -70,6 +70,9 @@ def test_config_matches_the_documented_recipe(path):
         if "adv" in cfg.method or path.parent.name == "table8":
             assert params["adv_p"] == (0.15 if dataset == "tiny_imagenet" else 0.1)
             assert params["adv_eps"] == pytest.approx(10 / 255)
+    table = path.parent.name
+    if table in ("table2", "table3", "table4", "table8"):  # FGSM columns: 8/255, Tiny 4/255
+        assert cfg.fgsm_eps == ((4 if table == "table4" else 8) / 255,)
     classes = 200 if dataset == "tiny_imagenet" else 100
     mixer = build_mixer(cfg, classes, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # builds from names
     assert mixer is not None

@@ -78,3 +78,12 @@ def test_finished_runs_are_skipped_and_configs_checked(tmp_path):
         run(TrainConfig(method="cutmix", **{**SMOKE, "epochs": 3}), tmp_path / "r")
     with pytest.raises(ValueError, match="method"):
         TrainConfig(method="fmix")
+
+
+def test_fgsm_evaluation_in_the_results(tmp_path):
+    cfg = TrainConfig(method="vanilla", fgsm_eps=(0.0, 8 / 255), **SMOKE)
+    res = run(cfg, tmp_path / "f")
+    clean, attacked = res["fgsm_err@0/255"], res["fgsm_err@8/255"]
+    # eps 0 is the clean final-epoch error; FGSM raises it (checked on this seeded run)
+    assert clean == pytest.approx(res["final_top1_err"])
+    assert attacked >= clean
