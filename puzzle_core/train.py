@@ -64,6 +64,9 @@ class TrainConfig:
     loss: str = "bce_softmax"
     seed: int = 0
     fgsm_eps: tuple[float, ...] = ()  # pixel-scale FGSM evaluations after training (8/255 CIFAR)
+    pgd: tuple[
+        float, ...
+    ] = ()  # (eps, step, iterations) with random start (Table 8: 8/255, 2/255, 7)
     profile: str = "smoke"
     device: str = "cpu"
     progress: bool = True
@@ -73,6 +76,9 @@ class TrainConfig:
 
         object.__setattr__(self, "schedule", tuple(self.schedule))
         object.__setattr__(self, "fgsm_eps", tuple(float(e) for e in self.fgsm_eps))
+        object.__setattr__(self, "pgd", tuple(float(e) for e in self.pgd))
+        if self.pgd and len(self.pgd) != 3:
+            raise ValueError(f"pgd must be (eps, step, iterations), got {self.pgd}")
         check_choice("method", self.method, available())
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("loss", self.loss, tuple(LOSSES))
@@ -84,6 +90,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["schedule"] = list(self.schedule)
         d["fgsm_eps"] = list(self.fgsm_eps)
+        d["pgd"] = list(self.pgd)
         return d
 
 
@@ -220,21 +227,36 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: str) -> dict[st
     }
 
 
-def fgsm_error(
-    model: torch.nn.Module, loader: DataLoader, eps: float, mean: tuple, std: tuple, device: str
+def attacked_error(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    mean: tuple,
+    std: tuple,
+    device: str,
+    eps: float,
+    pgd: tuple[float, float] | None = None,
+    seed: int = 0,
 ) -> float:
-    """Top-1 error (%) under FGSM at ``eps`` (pixel scale), model in eval mode (reference
-    ``validate``): the loader's normalised inputs are mapped back to pixels first."""
+    """Top-1 error (%) under FGSM at ``eps`` (pixel scale), or PGD with ``pgd`` = (step,
+    iterations) and a random start; model in eval mode (reference ``validate``); the loader's
+    normalised inputs are mapped back to pixels first."""
     from .attacks import fgsm
+    from .attacks import pgd as pgd_attack
 
     model.eval()
     m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
     s = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    gen = torch.Generator().manual_seed(seed)
     wrong = n = 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         pix = (x * s + m).clamp(0, 1)
-        adv = fgsm(model, pix, y, eps, mean=mean, std=std)
+        if pgd is None:
+            adv = fgsm(model, pix, y, eps, mean=mean, std=std)
+        else:
+            adv = pgd_attack(
+                model, pix, y, eps, pgd[0], int(pgd[1]), mean=mean, std=std, generator=gen
+            )
         with torch.no_grad():
             wrong += int((model((adv - m) / s).argmax(1) != y).sum())
         n += len(y)
@@ -374,7 +396,13 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     }
     for eps in cfg.fgsm_eps:  # robustness of the final model
         key = f"fgsm_err@{round(eps * 255, 3):g}/255"
-        results[key] = fgsm_error(model, test_loader, eps, mean, std, cfg.device)
+        results[key] = attacked_error(model, test_loader, mean, std, cfg.device, eps)
+    if cfg.pgd:
+        eps, step, iters = cfg.pgd
+        key = f"pgd_err@{round(eps * 255, 3):g}/255"
+        results[key] = attacked_error(
+            model, test_loader, mean, std, cfg.device, eps, (step, iters), cfg.seed
+        )
     _atomic_write(done, json.dumps(results, indent=1).encode())
     return results
 

@@ -73,6 +73,8 @@ def test_config_matches_the_documented_recipe(path):
     table = path.parent.name
     if table in ("table2", "table3", "table4", "table8"):  # FGSM columns: 8/255, Tiny 4/255
         assert cfg.fgsm_eps == ((4 if table == "table4" else 8) / 255,)
+    if table == "table8":  # PGD column: 7 steps of 2/255 in the 8/255 ball, random start
+        assert cfg.pgd == (8 / 255, 2 / 255, 7.0)
     classes = 200 if dataset == "tiny_imagenet" else 100
     mixer = build_mixer(cfg, classes, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # builds from names
     assert mixer is not None

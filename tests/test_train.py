@@ -81,9 +81,11 @@ def test_finished_runs_are_skipped_and_configs_checked(tmp_path):
 
 
 def test_fgsm_evaluation_in_the_results(tmp_path):
-    cfg = TrainConfig(method="vanilla", fgsm_eps=(0.0, 8 / 255), **SMOKE)
+    cfg = TrainConfig(method="vanilla", fgsm_eps=(0.0, 8 / 255), pgd=(8 / 255, 2 / 255, 7), **SMOKE)
     res = run(cfg, tmp_path / "f")
     clean, attacked = res["fgsm_err@0/255"], res["fgsm_err@8/255"]
-    # eps 0 is the clean final-epoch error; FGSM raises it (checked on this seeded run)
+    # eps 0 is the clean final-epoch error; FGSM and PGD raise it (checked on this seeded run)
     assert clean == pytest.approx(res["final_top1_err"])
-    assert attacked >= clean
+    assert attacked >= clean and res["pgd_err@8/255"] >= clean
+    with pytest.raises(ValueError, match="pgd"):
+        TrainConfig(pgd=(0.1, 0.01))
