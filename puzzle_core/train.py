@@ -64,9 +64,8 @@ class TrainConfig:
     loss: str = "bce_softmax"
     seed: int = 0
     fgsm_eps: tuple[float, ...] = ()  # pixel-scale FGSM evaluations after training (8/255 CIFAR)
-    pgd: tuple[
-        float, ...
-    ] = ()  # (eps, step, iterations) with random start (Table 8: 8/255, 2/255, 7)
+    # PGD after training: (eps, step, iterations), random start (Table 8: 8/255, 2/255, 7)
+    pgd: tuple[float, ...] = ()
     profile: str = "smoke"
     device: str = "cpu"
     progress: bool = True
