@@ -1,6 +1,7 @@
 """Writes notebooks/mixup_gallery.ipynb (run once by hand after editing; kept for review)."""
 
 import nbformat as nbf
+from _notebook import write_notebook
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
@@ -190,15 +191,4 @@ if out_dir:
     fig.savefig(Path(out_dir) / "figure5_sweeps.png", dpi=120)
 plt.show()"""),
 ]
-nb = nbf.v4.new_notebook()
-nb["cells"] = cells
-nb["metadata"] = {
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-    "language_info": {"name": "python"},
-}
-for c in nb["cells"]:
-    if c["cell_type"] == "code":
-        c["outputs"] = []
-        c["execution_count"] = None
-nb["cells"][1]["metadata"]["tags"] = ["parameters"]
-nbf.write(nb, "notebooks/mixup_gallery.ipynb")
+write_notebook(cells, "notebooks/mixup_gallery.ipynb")

@@ -1,8 +1,8 @@
 """Writes notebooks/propositions.ipynb (run once by hand after editing; kept for review)."""
 
 import nbformat as nbf
+from _notebook import write_notebook
 
-nb = nbf.v4.new_notebook()
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
     md("""# Puzzle Mix: the propositions and the solver oracles, checked numerically
@@ -128,14 +128,4 @@ axes[1].set(title="steps to convergence")
 plt.tight_layout()
 plt.show()"""),
 ]
-nb["cells"] = cells
-nb["metadata"] = {
-    "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-    "language_info": {"name": "python"},
-}
-for c in nb["cells"]:
-    if c["cell_type"] == "code":
-        c["outputs"] = []
-        c["execution_count"] = None
-nb["cells"][1]["metadata"]["tags"] = ["parameters"]
-nbf.write(nb, "notebooks/propositions.ipynb")
+write_notebook(cells, "notebooks/propositions.ipynb")

@@ -102,6 +102,16 @@ class PooledClassifier(nn.Module):
 
     pool_size: int = 8
     linear: nn.Linear
+    block: type[nn.Module]  # the residual block, built as block(in_planes, planes, stride)
+    in_planes: int
+
+    def make_stage(self, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+        """``num_blocks`` blocks, the first with ``stride``; tracks ``in_planes``."""
+        layers = []
+        for s in [stride] + [1] * (num_blocks - 1):
+            layers.append(self.block(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
 
     def forward_features(
         self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None

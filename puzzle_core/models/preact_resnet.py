@@ -69,6 +69,7 @@ class PreActResNet18(PooledClassifier):
     """
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
+    block = PreActBlock
     pool_size = 4  # reference: no final BN-ReLU, then avg_pool2d(4) and linear (notes 1f)
 
     def __init__(
@@ -85,19 +86,12 @@ class PreActResNet18(PooledClassifier):
             in_channels, width, 3, stride=stem_stride(stem), padding=1, bias=False
         )
         self.in_planes = width
-        self.layer1 = self._make_layer(width, 2, stride=1)
-        self.layer2 = self._make_layer(2 * width, 2, stride=2)
-        self.layer3 = self._make_layer(4 * width, 2, stride=2)
-        self.layer4 = self._make_layer(8 * width, 2, stride=2)
+        self.layer1 = self.make_stage(width, 2, stride=1)
+        self.layer2 = self.make_stage(2 * width, 2, stride=2)
+        self.layer3 = self.make_stage(4 * width, 2, stride=2)
+        self.layer4 = self.make_stage(8 * width, 2, stride=2)
         self.linear = nn.Linear(8 * width, num_classes)
         # reference code: PyTorch default init, no dropout (notes 1f)
-
-    def _make_layer(self, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(PreActBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
 
     def forward_features(
         self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None

@@ -97,6 +97,7 @@ class CifarResNet(PooledClassifier):
     """
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
+    block = BasicBlock
     pool_size = 8
 
     def __init__(
@@ -121,17 +122,10 @@ class CifarResNet(PooledClassifier):
         )
         self.bn1 = nn.BatchNorm2d(width)
         self.in_planes = width
-        self.layer1 = self._make_layer(width, n, stride=1)
-        self.layer2 = self._make_layer(2 * width, n, stride=2)
-        self.layer3 = self._make_layer(4 * width, n, stride=2)
+        self.layer1 = self.make_stage(width, n, stride=1)
+        self.layer2 = self.make_stage(2 * width, n, stride=2)
+        self.layer3 = self.make_stage(4 * width, n, stride=2)
         self.linear = nn.Linear(4 * width, num_classes)
-
-    def _make_layer(self, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(BasicBlock(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
 
     def forward_features(
         self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None

@@ -70,6 +70,7 @@ class WideResNet(PooledClassifier):
     """
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
+    block = WideBasic
     pool_size = 8  # reference code: avg_pool2d(8) then linear (notes 1f)
 
     def __init__(
@@ -95,20 +96,13 @@ class WideResNet(PooledClassifier):
             in_channels, stages[0], 3, stride=stem_stride(stem), padding=1, bias=True
         )
         self.in_planes = stages[0]
-        self.layer1 = self._wide_layer(stages[1], n, stride=1)
-        self.layer2 = self._wide_layer(stages[2], n, stride=2)
-        self.layer3 = self._wide_layer(stages[3], n, stride=2)
+        self.layer1 = self.make_stage(stages[1], n, stride=1)
+        self.layer2 = self.make_stage(stages[2], n, stride=2)
+        self.layer3 = self.make_stage(stages[3], n, stride=2)
         # reference code: final BN with momentum=0.9 (PyTorch convention: fast update; notes 1f)
         self.bn1 = nn.BatchNorm2d(stages[3], momentum=0.9)
         self.linear = nn.Linear(stages[3], num_classes)
         # reference code: conv_init is defined but never applied -> PyTorch default init (notes 1f)
-
-    def _wide_layer(self, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
-        layers = []
-        for s in [stride] + [1] * (num_blocks - 1):
-            layers.append(WideBasic(self.in_planes, planes, s))
-            self.in_planes = planes
-        return nn.Sequential(*layers)
 
     def forward_features(
         self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None
