@@ -1,0 +1,225 @@
+"""The paper's runs as data: configs under ``experiments/configs``, the profiles that scale them
+down honestly, and the numbers the papers report (``experiments/paper_results.csv``).
+
+A *profile* maps a paper config (``profile: paper``) to the run this machine can afford, and
+every result records which profile and data set produced it:
+
+* ``smoke``: the embedded synthetic-objects data (64 px for the Tiny-ImageNet / ImageNet
+  rows), ResNet-8, 300 training / 200 test images, 2 epochs (1 for the "half" rows) —
+  seconds on a CPU; proves the code path, says nothing about the paper's claims.
+* ``mini``: real data — the config's own data set where its files exist under ``data_root``
+  (CIFAR-100 wherever it has been downloaded), else Fashion-MNIST (not a data set of the
+  papers; labelled by name) — ResNet-8, 5,000 training / 2,000 test images, 10 epochs (5 for
+  the half rows), the paper's schedule compressed in proportion, the median of the last 3
+  epochs — every Table 3 row in minutes on 2 CPU cores.
+* ``paper``: the config unchanged (the full recipe).
+
+Scaling keeps what defines a row (method, its hyper-parameters, learning rate, loss, attack
+radii) and shrinks data, network and length: epochs scale with the row's share of the table's
+full length (the half rows stay half as long) and the milestones keep their relative positions.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._checks import check_choice
+from .train import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "experiments" / "configs"
+PAPER_RESULTS = ROOT / "experiments" / "paper_results.csv"
+
+# Length of a full (not "half") run of each architecture in the paper's tables (notes 1c).
+FULL_EPOCHS = {"wrn28_10": 400, "preactresnet18": 1200, "resnet50": 100}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How a profile scales a paper config.  ``None`` keeps the config's value.
+
+    ``dataset`` maps the config's data set to the one used (``"real"`` entries mean: keep the
+    config's data set when its files exist under ``data_root``, else ``fallback_dataset``)."""
+
+    name: str
+    description: str
+    dataset: dict[str, str] | None = None
+    fallback_dataset: str | None = None
+    model: str | None = None
+    train_examples: int | None = None
+    test_examples: int | None = None
+    epochs: int | None = None  # the length of a full-length row; half rows get half
+    median_last: int | None = None
+    corruption_examples: int | None = None
+    corruption_types: tuple[str, ...] | None = None
+    attack_examples: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if self.corruption_types is not None:
+            d["corruption_types"] = list(self.corruption_types)
+        return d
+
+
+_SMOKE_DATA = {
+    "cifar100": "synthetic",
+    "cifar10": "synthetic",
+    "fashion_mnist": "synthetic",
+    "synthetic": "synthetic",
+    "tiny_imagenet": "synthetic64",
+    "imagenet": "synthetic64",
+}
+_MINI_DATA = {
+    "cifar100": "real",
+    "cifar10": "real",
+    "fashion_mnist": "fashion_mnist",
+    "synthetic": "synthetic",
+    "tiny_imagenet": "real",
+    "imagenet": "real",
+}
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        "smoke",
+        "embedded synthetic-objects data, ResNet-8, 300/200 images, 2 epochs: a code-path check",
+        dataset=_SMOKE_DATA,
+        model="resnet8",
+        train_examples=300,
+        test_examples=200,
+        epochs=2,
+        median_last=1,
+        corruption_examples=50,
+        corruption_types=("gaussian_noise", "motion_blur", "fog", "jpeg_compression"),
+        attack_examples=200,
+    ),
+    "mini": Profile(
+        "mini",
+        "real data (the config's where present, else Fashion-MNIST), ResNet-8, 5,000/2,000 "
+        "images, 10 epochs",
+        dataset=_MINI_DATA,
+        fallback_dataset="fashion_mnist",
+        model="resnet8",
+        train_examples=5000,
+        test_examples=2000,
+        epochs=10,
+        median_last=3,
+        corruption_examples=1000,
+        attack_examples=2000,
+    ),
+    "paper": Profile("paper", "the paper's full recipe, unchanged"),
+}
+
+
+def dataset_present(name: str, root: str | Path) -> bool:
+    """Whether the files of a real data set are under ``root`` (no download attempted)."""
+    root = Path(root)
+    if name == "cifar100":
+        return (root / "cifar-100-python" / "train").is_file()
+    if name == "cifar10":
+        return (root / "cifar-10-batches-py" / "data_batch_1").is_file()
+    if name == "tiny_imagenet":
+        return (root / "tiny-imagenet-200" / "train").is_dir()
+    if name == "imagenet":
+        return (root / "train").is_dir() and (root / "val").is_dir()
+    if name == "fashion_mnist":
+        from .data.fashion_mnist import find_fashion_mnist
+
+        return find_fashion_mnist(root) is not None
+    return name == "synthetic"
+
+
+def _scaled_schedule(schedule: tuple[int, ...], old: int, new: int) -> tuple[int, ...]:
+    """Milestones at the same relative positions of a run of ``new`` instead of ``old`` epochs."""
+    out = sorted({max(1, round(m * new / old)) for m in schedule})
+    return tuple(m for m in out if m < new)
+
+
+def apply_profile(cfg: TrainConfig, profile: str | Profile) -> TrainConfig:
+    """The run ``profile`` makes of a paper config (see the module docstring)."""
+    if isinstance(profile, str):
+        check_choice("profile", profile, tuple(PROFILES))
+        profile = PROFILES[profile]
+    if profile.name == "paper":
+        return dataclasses.replace(cfg, profile="paper")
+    changes: dict[str, Any] = {"profile": profile.name}
+    if profile.dataset is not None:
+        target = profile.dataset.get(cfg.dataset, cfg.dataset)
+        if target == "real":
+            present = dataset_present(cfg.dataset, cfg.data_root)
+            target = cfg.dataset if present else (profile.fallback_dataset or cfg.dataset)
+        if target == "synthetic64":
+            target, changes["image_size"] = "synthetic", 64
+        elif target != cfg.dataset:
+            changes["image_size"] = 32
+        changes["dataset"] = target
+    if profile.model is not None:
+        changes["model"] = profile.model
+    for name in ("train_examples", "test_examples", "median_last", "attack_examples"):
+        if getattr(profile, name) is not None:
+            changes[name] = getattr(profile, name)
+    if cfg.corruption:
+        changes["corruption"] = (
+            "generate" if changes.get("dataset") == "synthetic" else cfg.corruption
+        )
+        if profile.corruption_examples is not None:
+            changes["corruption_examples"] = profile.corruption_examples
+        if profile.corruption_types is not None:
+            changes["corruption_types"] = profile.corruption_types
+    if profile.epochs is not None:
+        full = FULL_EPOCHS.get(cfg.model, cfg.epochs)
+        epochs = max(1, round(profile.epochs * cfg.epochs / full))
+        changes["epochs"] = epochs
+        changes["schedule"] = _scaled_schedule(cfg.schedule, cfg.epochs, epochs)
+        if cfg.lr_knots:
+            changes["lr_knots"] = tuple((e * epochs / cfg.epochs, lr) for e, lr in cfg.lr_knots)
+        if cfg.phases:
+            changes["phases"] = tuple(
+                {**p, "start": round(p["start"] * epochs / cfg.epochs)} for p in cfg.phases
+            )
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_config(
+    path: str | Path, profile: str | Profile | None = None, **overrides: Any
+) -> TrainConfig:
+    """A YAML/JSON config file -> TrainConfig, scaled by ``profile`` (None: as written), then
+    ``overrides`` applied (field=value)."""
+    import yaml
+
+    path = Path(path)
+    fields = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(fields) | set(overrides) - known)
+    unknown = [k for k in unknown if k not in known]
+    if unknown:
+        raise ValueError(f"{path}: unknown TrainConfig fields {unknown}")
+    data_root = overrides.get("data_root")
+    if data_root is not None:
+        fields["data_root"] = data_root
+    cfg = TrainConfig(**fields)
+    if profile is not None:
+        cfg = apply_profile(cfg, profile)
+    return dataclasses.replace(cfg, **overrides) if overrides else cfg
+
+
+def table_configs(table: str) -> dict[str, Path]:
+    """{row: config path} of one table folder (e.g. ``"table3"``, ``"gm_table6"``)."""
+    folder = CONFIG_DIR / table
+    if not folder.is_dir():
+        have = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir())
+        raise ValueError(f"table must be one of {have}, got {table!r}")
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def paper_results(table: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``experiments/paper_results.csv`` (table, row, metric, value, source), values as
+    floats; ``table`` filters."""
+    with open(PAPER_RESULTS, newline="") as f:
+        rows = [dict(r, value=float(r["value"])) for r in csv.DictReader(f)]
+    return [r for r in rows if table is None or r["table"] == table]
