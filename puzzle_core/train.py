@@ -340,6 +340,44 @@ class StageTimer:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
+def mix_batch(
+    mixer: Any,
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator | None = None,
+    timer: StageTimer | None = None,
+) -> Any:
+    """Mix one batch with whatever the mixer needs from ``model`` (input-gradient saliency,
+    Puzzle Mix's prepare with Algorithm 2's noise, SnapMix's CAMs) -> the mixer's result
+    (``.x``, ``.y``, ``.info``).  Input-space mixers only (not AugMix, manifold mixup)."""
+    from .mixers import class_activation_spm
+    from .saliency import compute_saliency
+
+    timer = timer or StageTimer()
+    sal = adversarial = None
+    if mixer.saliency == "input_gradient":
+        if hasattr(mixer, "prepare"):
+            prep = mixer.prepare(model, x, y, generator=generator)
+            sal, adversarial = prep.saliency, prep.adversarial
+        else:
+            sal = compute_saliency(model, x, y).saliency
+        timer.lap("saliency")
+    elif mixer.saliency == "cam":
+        sal = class_activation_spm(model, x, y)
+        timer.lap("saliency")
+    kwargs = {"adversarial": adversarial} if adversarial is not None else {}
+    out = mixer.mix(x, y, sal, generator=generator, **kwargs)
+    stages = getattr(out, "timings", None)
+    if stages:
+        timer.start()
+        for k, v in stages.items():
+            timer.add(k, v)
+    else:
+        timer.lap("mix")
+    return out
+
+
 def train_step(
     mixer: Any,
     model: torch.nn.Module,
@@ -354,8 +392,7 @@ def train_step(
     (saliency, CAM, adversarial noise) use the local module.  ``timer`` gets the stages
     "saliency", "mix" (Puzzle Mix: "mask", "transport", "compose") and "forward".
     -> scalar loss."""
-    from .mixers import augmix_loss, class_activation_spm
-    from .saliency import compute_saliency
+    from .mixers import augmix_loss
 
     timer = timer or StageTimer()
     timer.start()
@@ -377,26 +414,7 @@ def train_step(
     if hasattr(mixer, "pre_transform"):
         x = mixer.pre_transform(x, generator)
         timer.lap("mix")
-    sal = adversarial = None
-    if mixer.saliency == "input_gradient":
-        if hasattr(mixer, "prepare"):
-            prep = mixer.prepare(local, x, y, generator=generator)
-            sal, adversarial = prep.saliency, prep.adversarial
-        else:
-            sal = compute_saliency(local, x, y).saliency
-        timer.lap("saliency")
-    elif mixer.saliency == "cam":
-        sal = class_activation_spm(local, x, y)
-        timer.lap("saliency")
-    kwargs = {"adversarial": adversarial} if adversarial is not None else {}
-    out = mixer.mix(x, y, sal, generator=generator, **kwargs)
-    stages = getattr(out, "timings", None)
-    if stages:
-        timer.start()
-        for k, v in stages.items():
-            timer.add(k, v)
-    else:
-        timer.lap("mix")
+    out = mix_batch(mixer, local, x, y, generator, timer)
     if not getattr(mixer, "labels_sum_to_one", True):  # SnapMix: rho_a CE(y) + rho_b CE(y')
         loss_fn = LOSSES["ce"]
     loss = loss_fn(model(out.x), out.y)

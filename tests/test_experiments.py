@@ -90,3 +90,42 @@ def test_paper_numbers_cover_every_config_row():
     values = {(r["table"], r["row"], r["metric"]): float(r["value"]) for r in rows}
     assert values[("table3", "puzzlemix_adv", "top1_err")] == 19.84  # the shipped log's median
     assert all(0 <= v <= 100 for v in values.values())
+
+
+def test_profiles_scale_a_row_honestly(tmp_path):
+    from puzzle_core.experiments import PROFILES, apply_profile, load_config, table_configs
+
+    rows = table_configs("table3")
+    full, half = load_config(rows["puzzlemix"]), load_config(rows["puzzlemix_half"])
+    smoke = apply_profile(full, "smoke")
+    assert (smoke.profile, smoke.dataset, smoke.model, smoke.epochs) == (
+        "smoke",
+        "synthetic",
+        "resnet8",
+        2,
+    )
+    assert smoke.method_params == full.method_params and smoke.lr == full.lr
+    assert apply_profile(half, "smoke").epochs == 1  # half rows stay half as long
+    mini = load_config(rows["puzzlemix"], "mini", data_root=str(tmp_path))  # no CIFAR here
+    assert (mini.dataset, mini.epochs, mini.schedule, mini.median_last) == (
+        "fashion_mnist",
+        10,
+        (3, 7),
+        3,
+    )
+    mini_half = load_config(rows["puzzlemix_half"], "mini", data_root=str(tmp_path))
+    assert (mini_half.epochs, mini_half.schedule, mini_half.lr) == (5, (3, 4), 0.2)
+    (tmp_path / "cifar-100-python").mkdir()
+    (tmp_path / "cifar-100-python" / "train").write_bytes(b"")
+    assert load_config(rows["vanilla"], "mini", data_root=str(tmp_path)).dataset == "cifar100"
+    assert apply_profile(full, "paper") == full
+    tiny = apply_profile(load_config(table_configs("table4")["vanilla"]), "smoke")
+    assert (tiny.dataset, tiny.image_size) == ("synthetic", 64)
+    t6 = load_config(table_configs("table6")["augmix"])
+    assert t6.corruption == "published"
+    assert apply_profile(t6, "smoke").corruption == "generate"
+    assert set(PROFILES) == {"smoke", "mini", "paper"}
+    with pytest.raises(ValueError, match="profile"):
+        apply_profile(full, "huge")
+    with pytest.raises(ValueError, match="unknown"):
+        load_config(rows["vanilla"], epochs_typo=3)

@@ -90,3 +90,47 @@ def test_fgsm_evaluation_in_the_results(tmp_path):
     assert attacked >= clean and res["pgd_err@8/255"] >= clean
     with pytest.raises(ValueError, match="pgd"):
         TrainConfig(pgd=(0.1, 0.01))
+
+
+def test_corruption_error_inside_a_run_generated_and_published_agree(tmp_path):
+    from puzzle_core.data.corruptions import generate_corruptions
+    from puzzle_core.train import _raw_test_images, _subset, build_data
+
+    kinds = ("gaussian_noise", "contrast")
+    cfg = TrainConfig(method="vanilla", corruption="generate", corruption_types=kinds, **SMOKE)
+    res = run(cfg, tmp_path / "gen")
+    acc = res["corruption_accuracy"]
+    assert set(acc) == set(kinds) and all(len(v) == 5 for v in acc.values())
+    mean_acc = sum(sum(v) / 5 for v in acc.values()) / 2
+    assert res["corruption_err"] == pytest.approx(100 - mean_acc)
+    assert "generated" in res["corruption_source"]
+    # the same images written as a "published" release give the same accuracies
+    _, test, *_ = build_data(cfg)
+    images, labels = _raw_test_images(_subset(test, cfg.test_examples, cfg.seed + 1))
+    generate_corruptions(images, labels, kinds, out_dir=tmp_path / "release")
+    pub = TrainConfig(
+        method="vanilla",
+        corruption="published",
+        corruption_root=str(tmp_path / "release"),
+        **SMOKE,
+    )
+    res_pub = run(pub, tmp_path / "pub")
+    assert res_pub["corruption_accuracy"] == acc
+    with pytest.raises(ValueError, match="corruption"):
+        TrainConfig(corruption="cifar-c")
+
+
+def test_lr_knots_and_phases(tmp_path):
+    cfg = TrainConfig(
+        method="vanilla",
+        lr_knots=((0, 0.1), (2, 0.0)),
+        phases=({"start": 1, "batch_size": 25},),
+        **{k: v for k, v in SMOKE.items() if k != "lr"},
+    )
+    run(cfg, tmp_path / "k")
+    rows = [json.loads(t) for t in (tmp_path / "k" / "metrics.jsonl").read_text().splitlines()]
+    # epoch 0: 6 steps of 50, epoch 1: 12 steps of 25; lr is set per step (last: t = e + (n-1)/n)
+    assert rows[0]["lr"] == pytest.approx(0.1 * (1 - (5 / 6) / 2))
+    assert rows[1]["lr"] == pytest.approx(0.1 * (1 - (1 + 11 / 12) / 2))
+    with pytest.raises(ValueError, match="phases"):
+        TrainConfig(phases=({"batch_size": 10},))
