@@ -57,6 +57,7 @@ class Profile:
     corruption_examples: int | None = None
     corruption_types: tuple[str, ...] | None = None
     attack_examples: int | None = None
+    max_batch_size: int | None = None  # caps the batch (and the phases' batches)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -95,6 +96,7 @@ PROFILES: dict[str, Profile] = {
         corruption_examples=50,
         corruption_types=("gaussian_noise", "motion_blur", "fog", "jpeg_compression"),
         attack_examples=200,
+        max_batch_size=100,
     ),
     "mini": Profile(
         "mini",
@@ -109,6 +111,7 @@ PROFILES: dict[str, Profile] = {
         median_last=3,
         corruption_examples=1000,
         attack_examples=2000,
+        max_batch_size=100,
     ),
     "paper": Profile("paper", "the paper's full recipe, unchanged"),
 }
@@ -169,6 +172,13 @@ def apply_profile(cfg: TrainConfig, profile: str | Profile) -> TrainConfig:
             changes["corruption_examples"] = profile.corruption_examples
         if profile.corruption_types is not None:
             changes["corruption_types"] = profile.corruption_types
+    if profile.max_batch_size is not None:
+        cap = profile.max_batch_size
+        changes["batch_size"] = min(cfg.batch_size, cap)
+        changes["phases"] = tuple(
+            {**p, "batch_size": min(p["batch_size"], cap)} if "batch_size" in p else p
+            for p in cfg.phases
+        )
     if profile.epochs is not None:
         full = FULL_EPOCHS.get(cfg.model, cfg.epochs)
         epochs = max(1, round(profile.epochs * cfg.epochs / full))
@@ -178,7 +188,8 @@ def apply_profile(cfg: TrainConfig, profile: str | Profile) -> TrainConfig:
             changes["lr_knots"] = tuple((e * epochs / cfg.epochs, lr) for e, lr in cfg.lr_knots)
         if cfg.phases:
             changes["phases"] = tuple(
-                {**p, "start": round(p["start"] * epochs / cfg.epochs)} for p in cfg.phases
+                {**p, "start": round(p["start"] * epochs / cfg.epochs)}
+                for p in changes.get("phases", cfg.phases)
             )
     return dataclasses.replace(cfg, **changes)
 

@@ -121,8 +121,8 @@ class TrainConfig:
         object.__setattr__(self, "phases", tuple(dict(p) for p in self.phases))
         if self.pgd and len(self.pgd) != 3:
             raise ValueError(f"pgd must be (eps, step, iterations), got {self.pgd}")
-        if knots and any(b[0] <= a[0] for a, b in zip(knots, knots[1:], strict=False)):
-            raise ValueError(f"lr_knots must have increasing epochs, got {knots}")
+        if knots and any(b[0] < a[0] for a, b in zip(knots, knots[1:], strict=False)):
+            raise ValueError(f"lr_knots must have non-decreasing epochs, got {knots}")
         phase_keys = {"start", "batch_size", "image_size", "scale", "method_params"}
         for p in self.phases:
             if "start" not in p or set(p) - phase_keys:
@@ -595,8 +595,14 @@ def _seed_everything(seed: int) -> None:
 
 
 def _lr_at(knots: tuple[tuple[float, float], ...], t: float) -> float:
-    """Piecewise-linear interpolation of ((epoch, lr), ...) at fractional epoch t."""
-    return float(np.interp(t, [k[0] for k in knots], [k[1] for k in knots]))
+    """Piecewise-linear interpolation of ((epoch, lr), ...) at fractional epoch t; two knots at
+    one epoch make a jump (the later one applies from that epoch on); constant outside."""
+    if t <= knots[0][0]:
+        return knots[0][1]
+    for (e0, v0), (e1, v1) in zip(knots, knots[1:], strict=False):
+        if e0 <= t < e1:
+            return v0 + (v1 - v0) * (t - e0) / (e1 - e0)
+    return knots[-1][1]
 
 
 def _distributed() -> tuple[int, int]:

@@ -10,6 +10,7 @@ from conftest import ROOT
 from puzzle_core.train import TrainConfig, build_mixer
 
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*/*.yaml"))
+PM_TABLES = ("table2", "table3", "table4", "table6", "table7", "table8")
 # table -> (model, dataset, full epochs/lr/schedule, half epochs/lr/schedule)
 RECIPES = {
     "table2": ("wrn28_10", "cifar100", (400, 0.1, [200, 300]), (200, 0.2, [120, 170])),
@@ -31,7 +32,9 @@ ALPHA = {
 
 def test_there_is_a_config_for_every_row():
     names = {(p.parent.name, p.stem) for p in CONFIGS}
-    assert len(names) == 36
+    assert len([n for n in names if n[0] in PM_TABLES]) == 36
+    assert len([n for n in names if n[0] == "table5"]) == 6
+    assert len([n for n in names if n[0].startswith("gm_")]) == 6
     for table in ("table2", "table3", "table4"):
         for row in (
             "vanilla",
@@ -47,7 +50,11 @@ def test_there_is_a_config_for_every_row():
             assert (table, row) in names
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+@pytest.mark.parametrize(
+    "path",
+    [p for p in CONFIGS if p.parent.name in PM_TABLES],
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
 def test_config_matches_the_documented_recipe(path):
     fields = yaml.safe_load(path.read_text())
     cfg = TrainConfig(**fields)
@@ -129,3 +136,55 @@ def test_profiles_scale_a_row_honestly(tmp_path):
         apply_profile(full, "huge")
     with pytest.raises(ValueError, match="unknown"):
         load_config(rows["vanilla"], epochs_typo=3)
+
+
+def test_table5_configs_pin_the_fast_at_protocol():
+    from puzzle_core.experiments import load_config, table_configs
+
+    rows = table_configs("table5")
+    assert set(rows) == {
+        "vanilla",
+        "input_mixup",
+        "manifold_mixup",
+        "cutmix",
+        "augmix",
+        "puzzlemix",
+    }
+    for path in rows.values():
+        cfg = load_config(path)
+        assert (cfg.model, cfg.dataset, cfg.epochs, cfg.loss) == ("resnet50", "imagenet", 100, "ce")
+        assert (cfg.nesterov, cfg.bn_weight_decay) == (False, False)
+        assert [p["start"] for p in cfg.phases] == [0, 15, 40]
+        assert cfg.at_epoch(0).batch_size == 1024 and cfg.at_epoch(20).batch_size == 448
+        assert cfg.at_epoch(20).image_size == 224 and cfg.phase_scale(20) == (0.087, 1.0)
+        assert cfg.lr_knots[0] == (0, 0.5) and cfg.lr_knots[-1] == (100, 2e-5)
+    pm = load_config(rows["puzzlemix"])
+    p = pm.method_params
+    assert (p["beta"], p["gamma"], p["eta"], p["neigh_size"], p["t_eps"]) == (1.5, 0.5, 0.2, 2, 0.8)
+    assert pm.at_epoch(10).method_params["clean_lam"] == 1.0
+    assert pm.at_epoch(50).method_params["clean_lam"] == 0.0
+    build_mixer(pm.at_epoch(0), 1000, (0.5,) * 3, (0.5,) * 3)
+    from puzzle_core.train import _lr_at
+
+    assert _lr_at(pm.lr_knots, 4) == pytest.approx(0.75)  # halfway 0.5 -> 1.0
+    assert _lr_at(pm.lr_knots, 15) == pytest.approx(0.2)  # the jump at the phase change
+    assert _lr_at(pm.lr_knots, 14.999) == pytest.approx(0.125, abs=1e-3)
+
+
+@pytest.mark.parametrize("table", ["gm_table1", "gm_table1_tiny", "gm_table4"])
+def test_guidedmixup_configs(table):
+    from puzzle_core.experiments import load_config, table_configs
+
+    rows = table_configs(table)
+    assert set(rows) == {"guided_sr", "guided_ap"}
+    for name, path in rows.items():
+        cfg = load_config(path)
+        assert cfg.method_params["mix_prob"] == (0.5 if name == "guided_sr" else 0.8)
+        recipe = {
+            "gm_table1": (1200, 0.1, (400, 800)),
+            "gm_table1_tiny": (1200, 0.2, (600, 900)),
+            "gm_table4": (400, 0.1, (200, 300)),
+        }[table]
+        assert (cfg.epochs, cfg.lr, cfg.schedule) == recipe
+        assert build_mixer(cfg, 100, (0.5,) * 3, (0.5,) * 3).pairing == "greedy"
+    assert (table == "gm_table4") == (load_config(rows["guided_sr"]).corruption == "published")
