@@ -6,7 +6,13 @@ STAMP  := $(VENV)/.installed
 # the mixing code is many small tensor ops: one thread is fastest on small CPUs
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup test lab bench lint format env clean
+.PHONY: setup test lab bench lint format env clean reproduce
+
+# make reproduce PROFILE=smoke|mini|paper DATA_ROOT=... DEVICE=cpu|cuda JOBS=N
+PROFILE   ?= smoke
+DATA_ROOT ?= data
+DEVICE    ?= cpu
+JOBS      ?= 1
 
 $(STAMP): requirements.txt pyproject.toml
 	@# Fashion-MNIST, the real data set these machines can have (Debian package), where apt works
@@ -28,6 +34,10 @@ setup: $(STAMP)  ## create .venv with the pinned dependencies and the package
 
 test: $(STAMP)  ## pytest + the notebooks through nbval (lax: their asserts are the tests)
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+reproduce: $(STAMP)  ## every experiment notebook (papermill), resumable, then the report
+	$(BIN)/python -m puzzle_core.reproduce --profile $(PROFILE) --data-root $(DATA_ROOT) \
+		--device $(DEVICE) --jobs $(JOBS)
 
 lab: $(STAMP)  ## JupyterLab with the project kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -234,3 +234,59 @@ def paper_results(table: str | None = None) -> list[dict[str, Any]]:
     with open(PAPER_RESULTS, newline="") as f:
         rows = [dict(r, value=float(r["value"])) for r in csv.DictReader(f)]
     return [r for r in rows if table is None or r["table"] == table]
+
+
+def run_root_default() -> Path:
+    return ROOT / "experiments" / "runs"
+
+
+def _run_one(args: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
+    """One training run in a worker process (one thread: runs are the parallel unit)."""
+    import torch
+
+    from .train import TrainConfig, run
+
+    torch.set_num_threads(1)
+    path, fields, run_dir = args
+    return run(TrainConfig(**fields), run_dir)
+
+
+def run_table(
+    table: str,
+    profile: str = "smoke",
+    *,
+    run_root: str | Path | None = None,
+    data_root: str = "data",
+    device: str = "cpu",
+    jobs: int = 1,
+    rows: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """Train (or resume, or skip when finished) every row of ``table`` at ``profile`` ->
+    {row: results}.  Runs land in ``run_root/<profile>/<table>/<row>/``; ``jobs`` > 1 runs
+    rows in parallel processes (one thread each)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    configs = table_configs(table)
+    names = list(configs) if rows is None else rows
+    unknown = [r for r in names if r not in configs]
+    if unknown:
+        raise ValueError(f"rows {unknown} are not rows of {table}: {list(configs)}")
+    root = Path(run_root) if run_root is not None else run_root_default()
+    work = []
+    for row in names:
+        extra = {"data_root": data_root, "device": device, "progress": progress and jobs == 1}
+        cfg = load_config(configs[row], profile, **{**extra, **(overrides or {})})
+        work.append((str(configs[row]), cfg.to_dict(), str(root / profile / table / row)))
+    if jobs == 1:
+        results = [_run_one(w) for w in work]
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # no forked torch / OpenMP state
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_run_one, work))
+    return dict(zip(names, results, strict=True))

@@ -893,3 +893,58 @@ def main(args: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- reading a finished run back ----------------------------------------------------------------
+
+
+@dataclass
+class TrainedRun:
+    """A run's final model (eval mode) with its config, test set and normalisation."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    test_set: Dataset
+    mean: tuple
+    std: tuple
+    num_classes: int
+
+
+def load_run(run_dir: str | Path) -> TrainedRun:
+    """The model of the last checkpoint of ``run_dir`` and the test set it was evaluated on."""
+    from .models import build_model
+
+    run_dir = Path(run_dir)
+    for name in ("config.json", "checkpoint.pt"):
+        if not (run_dir / name).is_file():
+            raise FileNotFoundError(f"{run_dir / name} not found: not a (started) run directory")
+    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    _, test_set, classes, channels, mean, std = build_data(cfg)
+    test_set = _subset(test_set, cfg.test_examples, cfg.seed + 1)
+    tiny = cfg.dataset == "tiny_imagenet" or (cfg.dataset == "synthetic" and cfg.image_size >= 64)
+    model = build_model(cfg.model, classes, in_channels=channels, stem="tiny" if tiny else "cifar")
+    if cfg.batchnorm == "off":
+        model = _without_batchnorm(model)
+    state = torch.load(run_dir / "checkpoint.pt", map_location=cfg.device, weights_only=False)
+    model.load_state_dict(state["model"])
+    return TrainedRun(model.to(cfg.device).eval(), cfg, test_set, mean, std, classes)
+
+
+def test_batches(test_set: Dataset, batch_size: int, batches: int):
+    """Yield up to ``batches`` (x, y, object masks or None) from the start of a test set; the
+    masks (B, H, W) come from synthetic-objects (through a Subset when there is one)."""
+    base, idx = test_set, None
+    if isinstance(test_set, torch.utils.data.Subset):
+        base, idx = test_set.dataset, list(test_set.indices)
+    masks = getattr(base, "masks", None)
+    loader = DataLoader(test_set, batch_size=batch_size, shuffle=False)
+    for b, (x, y) in enumerate(loader):
+        if b >= batches:
+            return
+        m = None
+        if masks is not None:
+            rows = range(b * batch_size, b * batch_size + len(y))
+            m = torch.stack(
+                [torch.as_tensor(np.asarray(masks[idx[r] if idx else r])).float() for r in rows]
+            )
+        yield x, y, m
