@@ -36,3 +36,32 @@ def test_reproduce_a_subset_then_resume(tmp_path):
     with pytest.raises(ValueError, match="only"):
         run_notebooks("smoke", run_root=tmp_path, only=["table99"])
     assert "table2" in NOTEBOOKS and "figure2" in NOTEBOOKS
+
+
+def test_claim_verdicts_are_computed_from_the_numbers():
+    from puzzle_core.report import check_claims, ours_vs_paper
+
+    def res(top1, fgsm=50.0):
+        return {
+            "top1_err": top1,
+            "top5_err": 1.0,
+            "fgsm_err@8/255": fgsm,
+            "profile": "smoke",
+            "dataset": "synthetic",
+            "model": "resnet8",
+        }
+
+    found = {"table3": {"puzzlemix": res(30.0), "cutmix": res(35.0), "vanilla": res(25.0)}}
+    claims = check_claims(found, "smoke").set_index("claim")
+    assert claims.loc["table3: puzzlemix has lower top1_err than cutmix", "verdict"] == (
+        "held at smoke scale"
+    )
+    assert claims.loc["table3: puzzlemix has lower top1_err than vanilla", "verdict"] == (
+        "did not hold at smoke scale"
+    )
+    assert claims.loc["table3: puzzlemix has lower top1_err than augmix", "verdict"] == "not run"
+    assert claims["paper holds"].all()  # the claims are the paper's own orderings
+    table = ours_vs_paper("table3", found["table3"]).set_index(["row", "metric"])
+    assert table.loc[("cutmix", "fgsm_err"), "ours"] == 50.0
+    assert table.loc[("cutmix", "top1_err"), "ours - paper"] == pytest.approx(35.0 - 23.20)
+    assert table.loc[("augmix", "top1_err"), "ours from"] == "not run"
