@@ -632,6 +632,15 @@ def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, An
     return [{"params": rest}, {"params": bn, "weight_decay": 0.0}]
 
 
+def _build_model(cfg: TrainConfig, classes: int, channels: int) -> torch.nn.Module:
+    from .models import build_model
+
+    # first conv stride 2 for Tiny-ImageNet (1c) and its 64 px synthetic stand-in
+    tiny = cfg.dataset == "tiny_imagenet" or (cfg.dataset == "synthetic" and cfg.image_size >= 64)
+    model = build_model(cfg.model, classes, in_channels=channels, stem="tiny" if tiny else "cifar")
+    return _without_batchnorm(model) if cfg.batchnorm == "off" else model
+
+
 def _without_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     for name, child in model.named_children():
         if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
@@ -649,8 +658,6 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train (or resume, or skip when finished) -> the results dict (also results.json).
     Under ``torchrun`` every rank calls this; rank 0 evaluates and writes."""
     from tqdm.auto import tqdm
-
-    from .models import build_model
 
     rank, world = _distributed()
     run_dir = Path(run_dir)
@@ -673,12 +680,7 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     train_set = _subset(train_set, cfg.train_examples, cfg.seed)
     test_set = _subset(test_set, cfg.test_examples, cfg.seed + 1)
     test_loader = DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False)
-    # first conv stride 2 for Tiny-ImageNet (1c) and its 64 px synthetic stand-in
-    tiny = cfg.dataset == "tiny_imagenet" or (cfg.dataset == "synthetic" and cfg.image_size >= 64)
-    stem = "tiny" if tiny else "cifar"
-    model = build_model(cfg.model, classes, in_channels=channels, stem=stem).to(cfg.device)
-    if cfg.batchnorm == "off":
-        model = _without_batchnorm(model)
+    model = _build_model(cfg, classes, channels).to(cfg.device)
     if world > 1 and cfg.batchnorm == "sync":
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     opt = torch.optim.SGD(
@@ -912,7 +914,6 @@ class TrainedRun:
 
 def load_run(run_dir: str | Path) -> TrainedRun:
     """The model of the last checkpoint of ``run_dir`` and the test set it was evaluated on."""
-    from .models import build_model
 
     run_dir = Path(run_dir)
     for name in ("config.json", "checkpoint.pt"):
@@ -921,10 +922,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
     _, test_set, classes, channels, mean, std = build_data(cfg)
     test_set = _subset(test_set, cfg.test_examples, cfg.seed + 1)
-    tiny = cfg.dataset == "tiny_imagenet" or (cfg.dataset == "synthetic" and cfg.image_size >= 64)
-    model = build_model(cfg.model, classes, in_channels=channels, stem="tiny" if tiny else "cifar")
-    if cfg.batchnorm == "off":
-        model = _without_batchnorm(model)
+    model = _build_model(cfg, classes, channels)
     state = torch.load(run_dir / "checkpoint.pt", map_location=cfg.device, weights_only=False)
     model.load_state_dict(state["model"])
     return TrainedRun(model.to(cfg.device).eval(), cfg, test_set, mean, std, classes)
