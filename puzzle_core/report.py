@@ -47,21 +47,28 @@ def ours_vs_paper(table: str, results: dict[str, dict[str, Any]]) -> Any:
     import pandas as pd
 
     lines = []
-    for ref in paper_results(table):
-        res = results.get(ref["row"])
-        ours = metric_values(res).get(ref["metric"]) if res else None
-        lines.append(
-            {
-                "row": ref["row"],
-                "metric": ref["metric"],
-                "ours": ours,
-                "paper": ref["value"],
-                "ours - paper": None if ours is None else ours - ref["value"],
-                "ours from": f"{res['profile']} / {res['dataset']} / {res['model']}"
-                if res
-                else "not run",
-            }
-        )
+
+    def line(row: str, metric: str, paper: float | None) -> dict[str, Any]:
+        res = results.get(row)
+        ours = metric_values(res).get(metric) if res else None
+        return {
+            "row": row,
+            "metric": metric,
+            "ours": ours,
+            "paper": paper,
+            "ours - paper": None if ours is None or paper is None else ours - paper,
+            "ours from": f"{res['profile']} / {res['dataset']} / {res['model']}"
+            if res
+            else "not run",
+        }
+
+    reported = paper_results(table)
+    for ref in reported:
+        lines.append(line(ref["row"], ref["metric"], ref["value"]))
+    known = {r["row"] for r in reported}
+    for row in sorted(set(results) - known):  # rows whose numbers the notes do not have
+        for metric in metric_values(results[row]):
+            lines.append(line(row, metric, None))
     return pd.DataFrame(lines)
 
 
@@ -220,7 +227,7 @@ def write_report(
         "a reduced profile the differences measure the scale, not the method"
     )
     md.append("")
-    tables = sorted({r["table"] for r in paper_results()})
+    tables = sorted({r["table"] for r in paper_results()} | set(found))
     for t in tables:
         md.append(f"## {t}")
         if t not in found:

@@ -43,6 +43,8 @@ NOTEBOOKS = (
     "table8",
     "figure2",
     "gm_overhead",
+    "gm_table6",
+    "gm_table8",
 )
 # Parameters the older notebooks take (they are not training notebooks).
 _OWN_PARAMETERS = {"propositions": (), "mixup_gallery": ("out_dir",)}

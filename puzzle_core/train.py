@@ -71,6 +71,9 @@ class TrainConfig:
     image_size: int = 32
     train_examples: int | None = None  # a seeded, class-stratified subset (None: all)
     test_examples: int | None = None
+    # data scarcity (GuidedMixup Table 6): keep this fraction of each class of the training set
+    # (after train_examples), seeded
+    train_fraction: float | None = None
     epochs: int = 2
     batch_size: int = 100  # the global batch (split over the ranks under DDP)
     lr: float = 0.1
@@ -135,6 +138,8 @@ class TrainConfig:
         check_choice("loss", self.loss, tuple(LOSSES))
         check_choice("corruption", self.corruption, ("", "published", "generate"))
         check_choice("batchnorm", self.batchnorm, ("local", "sync", "off"))
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         for name in ("epochs", "batch_size", "image_size", "median_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -678,6 +683,10 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
 
     train_set, test_set, classes, channels, mean, std = build_data(cfg)
     train_set = _subset(train_set, cfg.train_examples, cfg.seed)
+    if cfg.train_fraction is not None:
+        from .data import stratified_subset
+
+        train_set = stratified_subset(train_set, fraction=cfg.train_fraction, seed=cfg.seed + 3)
     test_set = _subset(test_set, cfg.test_examples, cfg.seed + 1)
     test_loader = DataLoader(test_set, batch_size=cfg.batch_size, shuffle=False)
     model = _build_model(cfg, classes, channels).to(cfg.device)

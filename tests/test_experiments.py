@@ -34,7 +34,9 @@ def test_there_is_a_config_for_every_row():
     names = {(p.parent.name, p.stem) for p in CONFIGS}
     assert len([n for n in names if n[0] in PM_TABLES]) == 36
     assert len([n for n in names if n[0] == "table5"]) == 6
-    assert len([n for n in names if n[0].startswith("gm_")]) == 6
+    assert len([n for n in names if n[0] in ("gm_table1", "gm_table1_tiny", "gm_table4")]) == 6
+    assert len([n for n in names if n[0] == "gm_table6"]) == 12  # 4 methods x 10/20/50 %
+    assert len([n for n in names if n[0] == "gm_table8"]) == 8  # 4 methods x random/greedy
     for table in ("table2", "table3", "table4"):
         for row in (
             "vanilla",
@@ -93,7 +95,8 @@ def test_paper_numbers_cover_every_config_row():
     assert {"table", "row", "metric", "value", "source"} <= set(rows[0])
     reported = {(r["table"], r["row"]) for r in rows}
     for p in CONFIGS:
-        assert (p.parent.name, p.stem) in reported, p
+        if p.parent.name not in ("gm_table6", "gm_table8"):  # numbers not in the notes
+            assert (p.parent.name, p.stem) in reported, p
     values = {(r["table"], r["row"], r["metric"]): float(r["value"]) for r in rows}
     assert values[("table3", "puzzlemix_adv", "top1_err")] == 19.84  # the shipped log's median
     assert all(0 <= v <= 100 for v in values.values())
@@ -188,3 +191,18 @@ def test_guidedmixup_configs(table):
         assert (cfg.epochs, cfg.lr, cfg.schedule) == recipe
         assert build_mixer(cfg, 100, (0.5,) * 3, (0.5,) * 3).pairing == "greedy"
     assert (table == "gm_table4") == (load_config(rows["guided_sr"]).corruption == "published")
+
+
+def test_guidedmixup_scarcity_and_pairing_configs():
+    from puzzle_core.experiments import load_config, table_configs
+
+    for row, path in table_configs("gm_table6").items():
+        cfg = load_config(path)
+        assert cfg.train_fraction == int(row.rsplit("_", 1)[1]) / 100
+        assert load_config(path, "smoke").train_fraction == cfg.train_fraction  # kept by profiles
+    for row, path in table_configs("gm_table8").items():
+        cfg = load_config(path)
+        assert cfg.method_params["pairing"] == row.rsplit("_", 1)[1]
+        mixer = build_mixer(cfg, 100, (0.5,) * 3, (0.5,) * 3)
+        pairing = getattr(mixer, "pairing", None) or mixer.config.pairing
+        assert pairing == cfg.method_params["pairing"]
