@@ -655,8 +655,13 @@ def _without_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _config_json(cfg: TrainConfig) -> Any:
-    return json.loads(json.dumps(cfg.to_dict()))
+_PRESENTATION = ("progress",)  # fields that do not change a run's results
+
+
+def _same_run(stored: dict[str, Any], cfg: TrainConfig) -> bool:
+    mine = json.loads(json.dumps(cfg.to_dict()))
+    strip = lambda d: {k: v for k, v in d.items() if k not in _PRESENTATION}  # noqa: E731
+    return strip(stored) == strip(mine)
 
 
 def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -668,7 +673,7 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     done = run_dir / "results.json"
     cfg_path = run_dir / "config.json"
-    if cfg_path.exists() and json.loads(cfg_path.read_text()) != _config_json(cfg):
+    if cfg_path.exists() and not _same_run(json.loads(cfg_path.read_text()), cfg):
         raise ValueError(f"run_dir={str(run_dir)!r} holds a run with a different config")
     if done.exists():
         return json.loads(done.read_text())
