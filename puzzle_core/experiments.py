@@ -80,7 +80,7 @@ _MINI_DATA = {
     "fashion_mnist": "fashion_mnist",
     "synthetic": "synthetic",
     "tiny_imagenet": "real",
-    "imagenet": "real",
+    "imagenet": "imagenet",  # no stand-in: Table 5 at mini needs the ImageNet files
 }
 
 PROFILES: dict[str, Profile] = {
@@ -133,6 +133,22 @@ def dataset_present(name: str, root: str | Path) -> bool:
 
         return find_fashion_mnist(root) is not None
     return name == "synthetic"
+
+
+def missing_data(table: str, profile: str, data_root: str = "data") -> str | None:
+    """Why ``table`` cannot run at ``profile`` here (a data set whose files are not under
+    ``data_root``), or None when it can."""
+    missing = set()
+    for path in table_configs(table).values():
+        cfg = load_config(path, profile, data_root=data_root)
+        if not dataset_present(cfg.dataset, data_root):
+            missing.add(cfg.dataset)
+    if not missing:
+        return None
+    return (
+        f"{', '.join(sorted(missing))} not found under data_root={data_root!r}: the "
+        f"{profile} profile of {table} needs it (see puzzle_core.data for where the files go)"
+    )
 
 
 def _scaled_schedule(schedule: tuple[int, ...], old: int, new: int) -> tuple[int, ...]:

@@ -230,11 +230,13 @@ def write_report(
     tables = sorted({r["table"] for r in paper_results()} | set(found))
     for t in tables:
         md.append(f"## {t}")
+        why = base / t / "unavailable.txt"
+        if why.is_file():
+            md.append(f"cannot be reproduced at this profile: {why.read_text().strip()}")
+            md.append("")
+            continue
         if t not in found:
-            md.append(
-                "not run at this profile (no results under the run folder)"
-                + ("; needs the ImageNet files" if t == "table5" and profile != "smoke" else "")
-            )
+            md.append("not run at this profile (no results under the run folder)")
             md.append("")
             continue
         md.append(_md_table(ours_vs_paper(t, found[t])))

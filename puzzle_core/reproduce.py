@@ -90,7 +90,8 @@ def run_notebooks(
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"only: {unknown} are not notebooks of the pipeline: {list(NOTEBOOKS)}")
-    root = Path(run_root) if run_root is not None else run_root_default()
+    root = (Path(run_root) if run_root is not None else run_root_default()).resolve()
+    data_root = str(Path(data_root).resolve())  # the notebooks run in notebooks/
     status: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(names, 1):
         params = notebook_parameters(name, profile, root, data_root, device, jobs)

@@ -33,6 +33,10 @@ def test_reproduce_a_subset_then_resume(tmp_path):
     assert {v["status"] for v in again.values()} == {"skipped"}
     assert (base / "table7" / "binary" / "results.json").stat().st_mtime_ns == stamp
     assert any("skipped" in line for line in lines) and any("report:" in line for line in lines)
+    # a table whose data set is absent says so instead of showing numbers
+    run_notebooks("mini", run_root=tmp_path, data_root=str(tmp_path / "empty"), only=["table5"])
+    mini = (tmp_path / "mini" / "report.md").read_text().split("## table5")[1].split("## ")[0]
+    assert "cannot be reproduced at this profile: imagenet not found" in mini
     with pytest.raises(ValueError, match="only"):
         run_notebooks("smoke", run_root=tmp_path, only=["table99"])
     assert "table2" in NOTEBOOKS and "figure2" in NOTEBOOKS
