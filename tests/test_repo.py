@@ -38,5 +38,12 @@ def test_notebooks_stored_clean_and_parameterised():
 
 def test_makefile_targets():
     text = (ROOT / "Makefile").read_text()
-    for target in ("test:", "lab:", "bench:", "lint:"):
+    for target in ("test:", "lab:", "bench:", "lint:", "reproduce:"):
         assert f"\n{target}" in text
+
+
+def test_every_notebook_is_in_the_reproduction_pipeline():
+    from puzzle_core.reproduce import NOTEBOOKS
+
+    stored = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
+    assert stored == set(NOTEBOOKS)
