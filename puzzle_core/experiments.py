@@ -86,16 +86,16 @@ _MINI_DATA = {
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         "smoke",
-        "embedded synthetic-objects data, ResNet-8, 300/200 images, 2 epochs: a code-path check",
+        "embedded synthetic-objects data, ResNet-8, 200/100 images, 2 epochs: a code-path check",
         dataset=_SMOKE_DATA,
         model="resnet8",
-        train_examples=300,
-        test_examples=200,
+        train_examples=200,
+        test_examples=100,
         epochs=2,
         median_last=1,
         corruption_examples=50,
         corruption_types=("gaussian_noise", "motion_blur", "fog", "jpeg_compression"),
-        attack_examples=200,
+        attack_examples=100,
         max_batch_size=100,
     ),
     "mini": Profile(
