@@ -655,7 +655,7 @@ def _without_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-_PRESENTATION = ("progress",)  # fields that do not change a run's results
+_PRESENTATION = ("progress", "data_root")  # where the files are does not change a run
 
 
 def _same_run(stored: dict[str, Any], cfg: TrainConfig) -> bool:
