@@ -659,7 +659,11 @@ _PRESENTATION = ("progress", "data_root")  # where the files are does not change
 
 
 def _same_run(stored: dict[str, Any], cfg: TrainConfig) -> bool:
+    """Whether a stored config.json describes the run of ``cfg`` (presentation fields aside; a
+    field added to TrainConfig after the run was started counts as its default)."""
     mine = json.loads(json.dumps(cfg.to_dict()))
+    default = json.loads(json.dumps(TrainConfig(method=cfg.method).to_dict()))
+    stored = {**{k: v for k, v in default.items() if k not in stored}, **stored}
     strip = lambda d: {k: v for k, v in d.items() if k not in _PRESENTATION}  # noqa: E731
     return strip(stored) == strip(mine)
 

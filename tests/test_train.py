@@ -76,6 +76,10 @@ def test_finished_runs_are_skipped_and_configs_checked(tmp_path):
     assert run(cfg, tmp_path / "r") == first
     assert (tmp_path / "r" / "results.json").stat().st_mtime_ns == stamp
     assert run(TrainConfig(method="cutmix", **{**SMOKE, "progress": True}), tmp_path / "r") == first
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())
+    del stored["train_fraction"]  # a run started before the field existed: its default
+    (tmp_path / "r" / "config.json").write_text(json.dumps(stored))
+    assert run(cfg, tmp_path / "r") == first
     with pytest.raises(ValueError, match="different config"):
         run(TrainConfig(method="cutmix", **{**SMOKE, "epochs": 3}), tmp_path / "r")
     with pytest.raises(ValueError, match="method"):
