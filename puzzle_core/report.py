@@ -141,11 +141,13 @@ def check_claims(found: dict[str, dict[str, dict[str, Any]]], profile: str) -> A
             _value(ours.get(c.table, {}), c.better, c.metric),
             _value(ours.get(wt, {}), c.worse, c.metric),
         )
-        verdict = (
-            "not run"
-            if o_b is None or o_w is None
-            else (f"held at {profile} scale" if o_b < o_w else f"did not hold at {profile} scale")
-        )
+        if o_b is None or o_w is None:
+            verdict = "not run"
+        elif o_b < o_w:
+            verdict = f"held at {profile} scale"
+        else:
+            tie = " (a tie)" if o_b == o_w else ""
+            verdict = f"did not hold at {profile} scale{tie}"
         lines.append(
             {
                 "claim": c.text(),
@@ -222,6 +224,13 @@ def write_report(
         f"{', '.join(str(s) for s in sorted({r['seed'] for r in runs})) or 'none'}"
     )
     md.append("* hardware: " + "; ".join(f"{k} {v}" for k, v in hardware().items()))
+    chance = sorted({(r["dataset"], r["num_classes"]) for r in runs if r.get("num_classes")})
+    if chance:
+        md.append(
+            "* chance-level top-1 error: "
+            + ", ".join(f"{d} {100 * (1 - 1 / k):.0f} % ({k} classes)" for d, k in chance)
+            + "; a method near it has not learned enough for its claims to be tested"
+        )
     md.append(
         "* the paper's numbers are CIFAR-100 / Tiny-ImageNet / ImageNet at full scale: at "
         "a reduced profile the differences measure the scale, not the method"

@@ -814,6 +814,11 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     return results
 
 
+def _classes_of(model: torch.nn.Module) -> int:
+    """K: the output width of the model's last linear layer."""
+    return int([m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features)
+
+
 def _final_results(cfg, model, metrics, test_set, run_dir, mean, std, world) -> dict[str, Any]:
     from .evaluate import corruption_error
 
@@ -829,6 +834,7 @@ def _final_results(cfg, model, metrics, test_set, run_dir, mean, std, world) -> 
         "epochs": cfg.epochs,
         "seed": cfg.seed,
         "processes": world,
+        "num_classes": _classes_of(model),
         "median_last": cfg.median_last,
         "top1_err": median_of_last([m["test_top1_err"] for m in metrics], cfg.median_last),
         "top5_err": median_of_last([m["test_top5_err"] for m in metrics], cfg.median_last),
