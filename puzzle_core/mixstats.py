@@ -9,7 +9,10 @@ output ``i`` (summed over the output pixels it lands on, channel-averaged).  Fro
 
 * ``saliency_kept``: sum_j sum_p G[i, j, p] s_j(p) with each source's saliency map ``s_j``
   (input-gradient l2 of the fixed classifier) normalised to sum 1 — 1 for an unmixed image and
-  for input mixup, above 1 when salient parts of both sources are kept (Figure 2a);
+  for input mixup, above 1 when salient parts of both sources are kept (Figure 2a).  Its batch
+  mean is exactly 1 for any method that uses one mask for the whole batch with a permutation
+  pairing (CutMix, SaliencyMix: what one output loses its partner's output gains), so only
+  per-example masks (Puzzle Mix, GuidedMixup, Co-Mixup, SnapMix) can move it;
 * ``object_kept`` (ground-truth object masks, synthetic-objects only): sum_j of the fraction of
   object ``j``'s pixels present in output ``i`` (1 = one whole object; 2 = two whole objects);
   ``both_objects``: whether two source objects each keep at least half of their pixels;
