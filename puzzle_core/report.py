@@ -279,6 +279,15 @@ def write_report(
     return md_path, html_path
 
 
+def _inline(text: str) -> str:
+    """Escape, then render **bold** and `code`."""
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
 def _to_html(markdown: str) -> str:
     """A small renderer for the report's own Markdown (headings, bullets, tables, images)."""
     out = [
@@ -309,11 +318,11 @@ def _to_html(markdown: str) -> str:
             out.append(f"<p><img src='{html.escape(src)}' style='max-width:100%'></p>")
         elif line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
         elif line.startswith("* "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
+            out.append(f"<li>{_inline(line[2:])}</li>")
         elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
+            out.append(f"<p>{_inline(line)}</p>")
     if in_table:
         out.append("</table>")
     return "\n".join(out) + "\n"
