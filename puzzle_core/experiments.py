@@ -222,13 +222,11 @@ def load_config(
     if not isinstance(fields, dict):
         raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(fields) | set(overrides) - known)
-    unknown = [k for k in unknown if k not in known]
+    unknown = sorted((set(fields) | set(overrides)) - known)
     if unknown:
         raise ValueError(f"{path}: unknown TrainConfig fields {unknown}")
-    data_root = overrides.get("data_root")
-    if data_root is not None:
-        fields["data_root"] = data_root
+    if "data_root" in overrides:  # the profile looks for the data set there
+        fields["data_root"] = overrides["data_root"]
     cfg = TrainConfig(**fields)
     if profile is not None:
         cfg = apply_profile(cfg, profile)

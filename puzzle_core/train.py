@@ -245,13 +245,24 @@ def build_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int, int, tuple, tup
     return train, test, (100 if cfg.dataset == "cifar100" else 10), 3, mean, std
 
 
+def _base_and_indices(ds: Dataset) -> tuple[Dataset, list[int] | None]:
+    """The data set under (possibly nested) ``Subset`` wrappers and the indices into it of the
+    wrapper's items (None when ``ds`` is not a Subset)."""
+    idx: list[int] | None = None
+    while isinstance(ds, torch.utils.data.Subset):
+        outer = list(ds.indices)
+        idx = outer if idx is None else [outer[i] for i in idx]
+        ds = ds.dataset
+    return ds, idx
+
+
 def _set_epoch_transform(train_set: Dataset, cfg: TrainConfig, epoch: int) -> None:
     """ImageNet phases: crop size and scale of this epoch (no-op elsewhere)."""
     if cfg.dataset != "imagenet" or not cfg.phases:
         return
     from .data.imagenet import imagenet_train_transform
 
-    base = getattr(train_set, "dataset", train_set)
+    base, _ = _base_and_indices(train_set)
     size = cfg.at_epoch(epoch).image_size
     base.transform.current = imagenet_train_transform(size, cfg.phase_scale(epoch) or (0.08, 1.0))
 
@@ -489,9 +500,7 @@ def _raw_test_images(test_set: Dataset) -> tuple[np.ndarray, np.ndarray]:
     as imagecorruptions needs RGB of at least 32x32)."""
     from .data import targets_of
 
-    base, idx = test_set, None
-    if isinstance(test_set, torch.utils.data.Subset):
-        base, idx = test_set.dataset, np.asarray(test_set.indices)
+    base, idx = _base_and_indices(test_set)
     data = getattr(base, "data", None)
     if isinstance(data, torch.Tensor):
         data = data.numpy()
@@ -611,7 +620,8 @@ def _lr_at(knots: tuple[tuple[float, float], ...], t: float) -> float:
 
 
 def _distributed() -> tuple[int, int]:
-    """(rank, world size) from torchrun's environment, initialising the process group."""
+    """(rank, world size) from torchrun's environment, initialising the process group (nccl
+    where CUDA is available, else gloo; ``PC_BACKEND=gloo`` forces gloo)."""
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -730,9 +740,12 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         initial=start,
         total=cfg.epochs,
     )
+    mixer, mixer_key = None, None
     for epoch in epochs:
         ecfg = cfg.at_epoch(epoch)
-        mixer = build_mixer(ecfg, classes, mean, std)
+        if mixer is None or (ecfg.method_params, ecfg.batch_size) != mixer_key:
+            mixer = build_mixer(ecfg, classes, mean, std)  # once, and again when a phase changes
+            mixer_key = (ecfg.method_params, ecfg.batch_size)
         _set_epoch_transform(train_set, cfg, epoch)
         epoch_seed = cfg.seed * 100003 + epoch
         _seed_everything(epoch_seed)
@@ -955,9 +968,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
 def test_batches(test_set: Dataset, batch_size: int, batches: int):
     """Yield up to ``batches`` (x, y, object masks or None) from the start of a test set; the
     masks (B, H, W) come from synthetic-objects (through a Subset when there is one)."""
-    base, idx = test_set, None
-    if isinstance(test_set, torch.utils.data.Subset):
-        base, idx = test_set.dataset, list(test_set.indices)
+    base, idx = _base_and_indices(test_set)
     masks = getattr(base, "masks", None)
     loader = DataLoader(test_set, batch_size=batch_size, shuffle=False)
     for b, (x, y) in enumerate(loader):
