@@ -8,11 +8,12 @@ export OMP_NUM_THREADS ?= 1
 
 .PHONY: setup test lab bench lint format env clean reproduce
 
-# make reproduce PROFILE=smoke|mini|paper DATA_ROOT=... DEVICE=cpu|cuda JOBS=N
-PROFILE   ?= smoke
+# make reproduce PROFILE=small|smoke|mini|paper DATA_ROOT=... DEVICE=cpu|cuda JOBS=N
+#                ONLY="table3 table4" SEEDS="0 1 2 3 4"
+PROFILE   ?= small
 DATA_ROOT ?= data
 DEVICE    ?= cpu
-JOBS      ?= 1
+JOBS      ?= 2
 
 $(STAMP): requirements.txt pyproject.toml
 	@# Fashion-MNIST, the real data set these machines can have (Debian package), where apt works
@@ -33,11 +34,12 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)  ## create .venv with the pinned dependencies and the package
 
 test: $(STAMP)  ## pytest + the notebooks through nbval (lax: their asserts are the tests)
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+	@# runs go to a temporary folder, never into experiments/runs (tests/conftest.py checks)
+	PUZZLE_RUN_ROOT=$$(mktemp -d) $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
 
-reproduce: $(STAMP)  ## every experiment notebook (papermill), resumable, then the report
+reproduce: $(STAMP)  ## the profile's experiment notebooks (papermill), resumable, then the report
 	$(BIN)/python -m puzzle_core.reproduce --profile $(PROFILE) --data-root $(DATA_ROOT) \
-		--device $(DEVICE) --jobs $(JOBS)
+		--device $(DEVICE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SEEDS),--seeds $(SEEDS))
 
 lab: $(STAMP)  ## JupyterLab with the project kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks

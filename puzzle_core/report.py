@@ -1,194 +1,243 @@
-"""Our numbers beside the papers', and the papers' claims checked on our numbers.
+"""The reproduction report: ``<run_root>/<profile>/report.html`` (one self-contained file, the
+figures embedded, readable offline) and ``report.md`` beside it.
 
-Every verdict here is computed from results files; nothing is written by hand.  Results carry
-their profile and data set, and the report prints them at the top and beside every table.
+What a reader gets, all computed from the results files (:mod:`puzzle_core.results`): the scale
+and provenance of the numbers at the top (profile, data, networks, epochs, seeds, commits,
+package versions, hardware, chance levels), per table a figure of ours (mean and 95 % interval
+over seeds) beside the paper's numbers, the table itself with rows at chance marked, learning
+curves from ``metrics.jsonl``, the claims of the paper coloured by verdict with the difference
+and interval (or noise floor) next to each, and the figures the notebooks saved (the gallery,
+Figure 2, Supplementary B).
 """
 
 from __future__ import annotations
 
+import base64
 import html
-import json
-import os
-import platform
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments import paper_results
+from .experiments import PROFILES, paper_results
+from .provenance import hardware, package_versions
+from .results import (
+    check_claims,
+    collect,
+    figure2_samples,
+    learning_curves,
+    ours_vs_paper,
+)
+from .verdicts import CHANCE_MARGIN, load_noise_floors
 
-METRICS = ("top1_err", "top5_err", "fgsm_err", "pgd_err", "corruption_err")
-BASELINES = ("vanilla", "input_mixup", "manifold_mixup", "cutmix", "augmix")
-
-
-def metric_values(results: dict[str, Any]) -> dict[str, float]:
-    """The paper-comparable metrics of one results dict (FGSM / PGD at the run's radius)."""
-    out = {k: float(results[k]) for k in ("top1_err", "top5_err", "corruption_err") if k in results}
-    for key, value in results.items():
-        for name in ("fgsm_err", "pgd_err"):
-            if key.startswith(name + "@"):
-                out[name] = float(value)
-    return out
-
-
-def collect(run_root: str | Path, profile: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """{table: {row: results}} of every finished run under ``run_root/profile/<table>/<row>``."""
-    found: dict[str, dict[str, dict[str, Any]]] = {}
-    base = Path(run_root) / profile
-    for path in sorted(base.glob("*/*/results.json")):
-        found.setdefault(path.parent.parent.name, {})[path.parent.name] = json.loads(
-            path.read_text()
-        )
-    return found
+VERDICT_COLOURS = {
+    "held": "#c8ecc8",
+    "reversed": "#f6c4c4",
+    "inconclusive": "#f3eac0",
+    "untestable": "#e2e2e2",
+    "not run": "#ffffff",
+}
+NOTEBOOK_FIGURES = {  # notebook -> (figure files, caption)
+    "mixup_gallery": "Figure 1 / 5: the mixup gallery",
+    "figure2": "Figure 2: statistics of mixed data on a fixed classifier",
+    "transport": "Supplementary B: Algorithm 1 against the exact assignment",
+}
 
 
-def ours_vs_paper(table: str, results: dict[str, dict[str, Any]]) -> Any:
-    """pandas DataFrame, one line per (row, metric) the paper reports: ours, paper, ours - paper,
-    and the profile / data set of our number ("not run" where a row has no result)."""
-    import pandas as pd
+@dataclass
+class _Doc:
+    """Blocks rendered to both Markdown and HTML."""
 
-    lines = []
+    base: Path
+    md: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
 
-    def line(row: str, metric: str, paper: float | None) -> dict[str, Any]:
-        res = results.get(row)
-        ours = metric_values(res).get(metric) if res else None
-        return {
-            "row": row,
-            "metric": metric,
-            "ours": ours,
-            "paper": paper,
-            "ours - paper": None if ours is None or paper is None else ours - paper,
-            "ours from": f"{res['profile']} / {res['dataset']} / {res['model']}"
-            if res
-            else "not run",
-        }
+    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+        self.md += [f"{'#' * level} {text}", ""]
+        aid = f" id='{anchor}'" if anchor else ""
+        self.html.append(f"<h{level}{aid}>{_inline(text)}</h{level}>")
 
-    reported = paper_results(table)
-    for ref in reported:
-        lines.append(line(ref["row"], ref["metric"], ref["value"]))
-    known = {r["row"] for r in reported}
-    for row in sorted(set(results) - known):  # rows whose numbers the notes do not have
-        for metric in metric_values(results[row]):
-            lines.append(line(row, metric, None))
-    return pd.DataFrame(lines)
+    def para(self, text: str) -> None:
+        self.md += [text, ""]
+        self.html.append(f"<p>{_inline(text)}</p>")
 
+    def bullets(self, items: list[str]) -> None:
+        self.md += [f"* {i}" for i in items] + [""]
+        self.html.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
 
-@dataclass(frozen=True)
-class Claim:
-    """ "``better`` has a lower ``metric`` than ``worse``" in table ``table`` (``worse_table``
-    when the comparison row lives in another table, e.g. Table 7 against Table 2's full model)."""
-
-    table: str
-    metric: str
-    better: str
-    worse: str
-    worse_table: str | None = None
-
-    def text(self) -> str:
-        where = f" ({self.worse_table})" if self.worse_table else ""
-        return f"{self.table}: {self.better} has lower {self.metric} than {self.worse}{where}"
-
-
-def paper_claims() -> list[Claim]:
-    """The comparisons the paper's text draws from its tables (Puzzle Mix beats every baseline
-    on Top-1 in Tables 2-5; adversarial training lowers FGSM error; Puzzle Mix (aug) has the
-    lowest corruption error; both parts of the method matter (Table 7); the stochastic
-    adversarial variant keeps clean accuracy and beats nu0=nu1 on FGSM (Table 8))."""
-    claims = [
-        Claim(t, "top1_err", "puzzlemix", b)
-        for t in ("table2", "table3", "table4")
-        for b in BASELINES
-    ]
-    claims += [Claim("table5", "top1_err", "puzzlemix", b) for b in BASELINES]
-    claims += [
-        Claim(t, "fgsm_err", "puzzlemix_adv", "puzzlemix") for t in ("table2", "table3", "table4")
-    ]
-    claims += [
-        Claim("table6", "corruption_err", "puzzlemix_aug", r)
-        for r in ("vanilla", "augmix", "puzzlemix")
-    ]
-    claims += [Claim("table6", "corruption_err", "puzzlemix", "vanilla")]
-    claims += [
-        Claim("table2", "top1_err", "puzzlemix", r, "table7") for r in ("binary", "mask_only")
-    ]
-    claims += [
-        Claim("table8", "fgsm_err", "adv", "nu0_nu1"),
-        Claim("table8", "top1_err", "adv", "fgsm"),
-    ]
-    return claims
-
-
-def _value(source: dict[str, dict[str, float]], row: str, metric: str) -> float | None:
-    return source.get(row, {}).get(metric)
-
-
-def check_claims(found: dict[str, dict[str, dict[str, Any]]], profile: str) -> Any:
-    """pandas DataFrame: per claim, whether it holds in the paper's numbers and in ours
-    ("held" / "did not hold" at ``profile`` scale, or "not run")."""
-    import pandas as pd
-
-    paper: dict[str, dict[str, dict[str, float]]] = {}
-    for r in paper_results():
-        paper.setdefault(r["table"], {}).setdefault(r["row"], {})[r["metric"]] = r["value"]
-    ours = {t: {row: metric_values(res) for row, res in rows.items()} for t, rows in found.items()}
-    lines = []
-    for c in paper_claims():
-        wt = c.worse_table or c.table
-        p_b, p_w = (
-            _value(paper.get(c.table, {}), c.better, c.metric),
-            _value(paper.get(wt, {}), c.worse, c.metric),
-        )
-        o_b, o_w = (
-            _value(ours.get(c.table, {}), c.better, c.metric),
-            _value(ours.get(wt, {}), c.worse, c.metric),
-        )
-        if o_b is None or o_w is None:
-            verdict = "not run"
-        elif o_b < o_w:
-            verdict = f"held at {profile} scale"
-        else:
-            tie = " (a tie)" if o_b == o_w else ""
-            verdict = f"did not hold at {profile} scale{tie}"
-        lines.append(
-            {
-                "claim": c.text(),
-                "paper": None if p_b is None or p_w is None else f"{p_b:.2f} vs {p_w:.2f}",
-                "paper holds": None if p_b is None or p_w is None else bool(p_b < p_w),
-                "ours": None if verdict == "not run" else f"{o_b:.2f} vs {o_w:.2f}",
-                "verdict": verdict,
-            }
-        )
-    return pd.DataFrame(lines)
-
-
-def hardware() -> dict[str, str]:
-    import torch
-
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cpus": str(os.cpu_count()),
-        "torch threads": str(torch.get_num_threads()),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def _md_table(df: Any) -> str:
-    cols = list(df.columns)
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in df.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            cells.append(
-                f"{v:.2f}"
-                if isinstance(v, float) and v == v
-                else ("" if v is None or v != v else str(v))
+    def table(self, df: Any, row_class: list[str] | None = None) -> None:
+        cols = list(df.columns)
+        self.md += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
+        for k, (_, r) in enumerate(df.iterrows()):
+            cells = [_cell(r[c]) for c in cols]
+            self.md.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+            cls = f" class='{row_class[k]}'" if row_class else ""
+            out.append(
+                f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
             )
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
+        self.md.append("")
+        self.html.append("\n".join(out) + "</table>")
+
+    def image(self, path: Path, caption: str) -> None:
+        rel = path.relative_to(self.base).as_posix() if path.is_relative_to(self.base) else path
+        self.md += [f"![{caption}]({rel})", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(
+            f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else ""
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def _inline(text: str) -> str:
+    """Escape, then render **bold** and `code`."""
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:80em;margin:2em auto;line-height:1.35}"
+    "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;"
+    "font-size:90%;vertical-align:top}th{background:#f4f4f4}img{max-width:100%}"
+    "tr.chance td{color:#999;font-style:italic}"
+    + "".join(f"tr.{k.replace(' ', '_')} td{{background:{v}}}" for k, v in VERDICT_COLOURS.items())
+)
+
+
+def _table_figure(table: str, df: Any, path: Path) -> Path | None:
+    """Ours (mean, 95 % interval over seeds) beside the paper's number, one panel per metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = [
+        m for m in dict.fromkeys(df["metric"]) if df[df["metric"] == m]["ours"].notna().any()
+    ]
+    if not metrics:
+        return None
+    fig, axes = plt.subplots(
+        1, len(metrics), figsize=(4.2 * len(metrics), 0.45 * df["row"].nunique() + 1.4)
+    )
+    axes = [axes] if len(metrics) == 1 else list(axes)
+    for ax, m in zip(axes, metrics, strict=True):
+        sub = df[df["metric"] == m].reset_index(drop=True)
+        ys = range(len(sub))
+        err = sub["± 95 %"].fillna(0).to_numpy(dtype=float)
+        ax.errorbar(sub["ours"], ys, xerr=err, fmt="o", color="tab:blue", label="ours (95 % CI)")
+        ax.plot(sub["paper"], ys, "D", color="tab:orange", label="paper")
+        chance = sub["chance"].dropna()
+        if len(chance):
+            ax.axvline(float(chance.iloc[0]), ls="--", color="grey", lw=1, label="chance")
+        ax.set_yticks(list(ys), sub["row"])
+        ax.invert_yaxis()
+        ax.set_title(m.replace("_", " ") + " (%)")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{table}: ours beside the paper's numbers", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _curves_figure(table: str, curves: dict[str, dict[int, list]], path: Path) -> Path | None:
+    """Test top-1 error per epoch: mean over seeds, the band between the extreme seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for row, by_seed in sorted(curves.items()):
+        n = min(len(v) for v in by_seed.values())
+        if n == 0:
+            continue
+        arr = np.array([v[:n] for v in by_seed.values()], dtype=float)
+        x = np.arange(1, n + 1)
+        (line,) = ax.plot(x, arr.mean(0), label=f"{row} ({len(arr)})")
+        ax.fill_between(x, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test top-1 error (%)")
+    ax.set_title(f"{table}: learning curves (mean over seeds, band: min-max)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _header(doc: _Doc, profile: str, found: dict, floors: dict) -> None:
+    runs = [r for rows in found.values() for by in rows.values() for r in by.values()]
+    prof = PROFILES.get(profile)
+    items = [f"profile: **{profile}**: {prof.description if prof else 'custom'}"]
+    datasets = sorted({r["dataset"] for r in runs})
+    items.append(
+        f"data sets of our numbers: {', '.join(datasets) or 'none'}"
+        + (
+            " (synthetic-objects is the project's generated data; Fashion-MNIST is not a "
+            "data set of the papers)"
+            if datasets
+            else ""
+        )
+    )
+    seeds = sorted({r["seed"] for r in runs})
+    items.append(
+        f"models: {', '.join(sorted({r['model'] for r in runs})) or 'none'}; epochs: "
+        f"{', '.join(str(e) for e in sorted({r['epochs'] for r in runs})) or 'none'}; losses: "
+        f"{', '.join(sorted({str(r.get('loss', '?')) for r in runs})) or 'none'}; seeds: "
+        f"{', '.join(map(str, seeds)) or 'none'}"
+    )
+    commits = sorted(
+        {
+            (r.get("provenance", {}).get("commit") or "unknown")[:10]
+            + ("+dirty" if r.get("provenance", {}).get("dirty") else "")
+            for r in runs
+        }
+    )
+    flag = " — **results from different commits: compare with care**" if len(commits) > 1 else ""
+    items.append(f"code: {', '.join(commits) or 'no runs'}{flag}")
+    items.append("packages: " + ", ".join(f"{k} {v}" for k, v in package_versions().items() if v))
+    items.append("hardware (this report): " + "; ".join(f"{k} {v}" for k, v in hardware().items()))
+    chance = sorted({(r["dataset"], r["num_classes"]) for r in runs if r.get("num_classes")})
+    if chance:
+        items.append(
+            "chance-level top-1 error: "
+            + ", ".join(f"{d} {100 * (1 - 1 / k):.0f} % ({k} classes)" for d, k in chance)
+            + f"; a row within {CHANCE_MARGIN:g} points of chance is marked *at chance* and a "
+            "claim whose two sides are both at chance is *untestable*"
+        )
+    items.append(
+        "verdicts: **held** / **reversed** when the 95 % interval of the difference (paired by "
+        "seed where the runs share data and data order, else Welch) lies on one side of 0; with "
+        "a single run per side, when the difference exceeds the profile's noise floor; "
+        "**inconclusive** otherwise"
+    )
+    mine = [f for (p, _), f in sorted(floors.items()) if p == profile]
+    if mine:
+        items.append(
+            "noise floors of this profile: " + "; ".join(f"{f.metric}: {f.text()}" for f in mine)
+        )
+    items.append(
+        "the paper's numbers are CIFAR-100 / Tiny-ImageNet / ImageNet at full scale: at a "
+        "reduced profile a difference from them measures the scale, not the method"
+    )
+    doc.bullets(items)
 
 
 def write_report(
@@ -196,133 +245,91 @@ def write_report(
     profile: str,
     notebooks: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Path, Path]:
-    """``run_root/profile/report.md`` and ``report.html``: the header (profile, data sets,
-    models, epochs, seeds, hardware), every table as ours-vs-paper, the figures the notebooks
-    saved, and the claims.  -> (markdown path, html path)."""
-    from .experiments import PROFILES
-
+    """Write ``run_root/profile/report.md`` and ``report.html`` -> (markdown, html) paths."""
     base = Path(run_root) / profile
     base.mkdir(parents=True, exist_ok=True)
+    figdir = base / "report_figures"
+    figdir.mkdir(exist_ok=True)
     found = collect(run_root, profile)
-    runs = [r for rows in found.values() for r in rows.values()]
-    md: list[str] = [f"# Reproduction report: profile `{profile}`", ""]
+    floors = load_noise_floors()
+    doc = _Doc(base)
+    doc.heading(1, f"Reproduction report: profile `{profile}`")
+    _header(doc, profile, found, floors)
+
+    claims = check_claims(found, profile, figure2=figure2_samples(run_root, profile), floors=floors)
+    doc.heading(2, "Claims of the paper, checked on our numbers", "claims")
+    counts = claims["verdict"].value_counts().to_dict()
+    doc.para(
+        "Verdict counts: "
+        + ", ".join(f"{k} {counts.get(k, 0)}" for k in VERDICT_COLOURS)
+        + ". Each claim quotes the paper (Puzzle Mix, ICML 2020; line numbers of the text); "
+        "`best baseline` is chosen in each source separately."
+    )
+    for origin, title in (("paper", None), ("ours", "Comparisons the paper does not make (ours)")):
+        part = claims[claims["origin"] == origin]
+        if part.empty:
+            continue
+        if title:
+            doc.heading(3, title)
+        cols = ["id", "source", "claim", "paper", "ours", "verdict", "detail", "quote"]
+        doc.table(part[cols], [v.replace(" ", "_") for v in part["verdict"]])
+
     prof = PROFILES.get(profile)
-    md.append(f"* profile: **{profile}**: {prof.description if prof else 'custom'}")
-    datasets = sorted({r["dataset"] for r in runs})
-    md.append(
-        f"* data sets of our numbers: {', '.join(datasets) or 'none'}"
-        + (
-            "  (synthetic-objects is the project's generated data; Fashion-MNIST is not a "
-            "data set of the papers)"
-            if datasets
-            else ""
-        )
-    )
-    md.append(
-        f"* models: {', '.join(sorted({r['model'] for r in runs})) or 'none'}; epochs: "
-        f"{', '.join(str(e) for e in sorted({r['epochs'] for r in runs})) or 'none'}; seeds: "
-        f"{', '.join(str(s) for s in sorted({r['seed'] for r in runs})) or 'none'}"
-    )
-    md.append("* hardware: " + "; ".join(f"{k} {v}" for k, v in hardware().items()))
-    chance = sorted({(r["dataset"], r["num_classes"]) for r in runs if r.get("num_classes")})
-    if chance:
-        md.append(
-            "* chance-level top-1 error: "
-            + ", ".join(f"{d} {100 * (1 - 1 / k):.0f} % ({k} classes)" for d, k in chance)
-            + "; a method near it has not learned enough for its claims to be tested"
-        )
-    md.append(
-        "* the paper's numbers are CIFAR-100 / Tiny-ImageNet / ImageNet at full scale: at "
-        "a reduced profile the differences measure the scale, not the method"
-    )
-    md.append("")
-    tables = sorted({r["table"] for r in paper_results()} | set(found))
+    paper_rows: dict[str, set] = {}
+    for r in paper_results():
+        paper_rows.setdefault(r["table"], set()).add(r["row"])
+    tables = sorted(set(paper_rows) | set(found))
     for t in tables:
-        md.append(f"## {t}")
+        doc.heading(2, t, t)
         why = base / t / "unavailable.txt"
         if why.is_file():
-            md.append(f"cannot be reproduced at this profile: {why.read_text().strip()}")
-            md.append("")
+            doc.para(f"cannot be reproduced at this profile: {why.read_text().strip()}")
             continue
         if t not in found:
-            md.append("not run at this profile (no results under the run folder)")
-            md.append("")
+            doc.para("not run at this profile (no results under the run folder)")
             continue
-        md.append(_md_table(ours_vs_paper(t, found[t])))
-        md.append("")
-    md.append("## Claims of the paper, checked on our numbers")
-    md.append(_md_table(check_claims(found, profile)))
-    md.append("")
-    figures = sorted(base.glob("*/*.png"))
-    if figures:
-        md.append("## Figures")
-        for f in figures:
-            md.append(f"![{f.stem}]({f.relative_to(base).as_posix()})")
-            md.append("")
-    extra = sorted(base.glob("*/summary.md"))
-    for f in extra:
-        md.append(f"## {f.parent.name}")
-        md.append(f.read_text())
-        md.append("")
+        skip = prof.skip_rows if prof else ()
+        skipped = [r for r in skip if r in paper_rows.get(t, ()) and r not in found[t]]
+        if skipped:
+            doc.para(
+                f"rows run at this profile only when named: {', '.join(skipped)} "
+                f"({prof.skip_reason})"
+            )
+        df = ours_vs_paper(t, found[t])
+        fig = _table_figure(t, df, figdir / f"{t}_ours_vs_paper.png")
+        if fig:
+            doc.image(fig, f"{t}: ours (mean, 95 % interval over seeds) beside the paper")
+        doc.table(df, ["chance" if c else "" for c in df["at chance"]])
+        curves = _curves_figure(
+            t, learning_curves(run_root, profile, t), figdir / f"{t}_curves.png"
+        )
+        if curves:
+            doc.image(curves, f"{t}: test top-1 error per epoch")
+
+    doc.heading(2, "Figures of the notebooks", "figures")
+    for name, caption in NOTEBOOK_FIGURES.items():
+        for f in sorted((base / name).glob("*.png")):
+            doc.image(f, f"{caption} ({f.name})")
+    for f in sorted(base.glob("*/summary.md")):
+        doc.heading(2, f.parent.name)
+        doc.md += [f.read_text(), ""]
+        doc.html.append(f"<pre>{html.escape(f.read_text())}</pre>")
     if notebooks:
-        md.append("## Notebooks")
-        for name, info in notebooks.items():
-            md.append(f"* {name}: {info.get('status')} ({info.get('seconds', 0):.0f} s)")
-    text = "\n".join(md) + "\n"
+        doc.heading(2, "Notebooks")
+        doc.bullets(
+            [f"{n}: {i.get('status')} ({i.get('seconds', 0):.0f} s)" for n, i in notebooks.items()]
+        )
     md_path, html_path = base / "report.md", base / "report.html"
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(md_path)
-    tmp = html_path.with_suffix(".html.tmp")
-    tmp.write_text(_to_html(text))
-    tmp.replace(html_path)
+    _atomic_text(md_path, "\n".join(doc.md) + "\n")
+    page = (
+        f"<!doctype html><meta charset='utf-8'><title>report: {html.escape(profile)}</title>"
+        f"<style>{_STYLE}</style>\n" + "\n".join(doc.html) + "\n"
+    )
+    _atomic_text(html_path, page)
     return md_path, html_path
 
 
-def _inline(text: str) -> str:
-    """Escape, then render **bold** and `code`."""
-    import re
-
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
-
-
-def _to_html(markdown: str) -> str:
-    """A small renderer for the report's own Markdown (headings, bullets, tables, images)."""
-    out = [
-        "<!doctype html><meta charset='utf-8'><title>report</title>",
-        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-    ]
-    in_table = False
-    for line in markdown.splitlines():
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if set("".join(cells)) <= set("-"):
-                continue
-            if not in_table:
-                out.append("<table>")
-                in_table, tag = True, "th"
-            else:
-                tag = "td"
-            out.append(
-                "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
-            )
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            src = line[line.index("(") + 1 : line.rindex(")")]
-            out.append(f"<p><img src='{html.escape(src)}' style='max-width:100%'></p>")
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
-        elif line.startswith("* "):
-            out.append(f"<li>{_inline(line[2:])}</li>")
-        elif line.strip():
-            out.append(f"<p>{_inline(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out) + "\n"
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

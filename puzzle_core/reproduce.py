@@ -1,6 +1,6 @@
 """``make reproduce``: run every experiment notebook with papermill, then write the report.
 
-``python -m puzzle_core.reproduce [--profile smoke|mini|paper] [--data-root D] [--device cpu]
+``python -m puzzle_core.reproduce [--profile small|smoke|mini|paper] [--data-root D] [--device cpu]
 [--jobs N] [--only table3 figure2 ...] [--run-root R]``
 
 Each notebook runs into ``<run_root>/<profile>/<notebook>/`` (the executed copy, its tables and
@@ -46,15 +46,29 @@ NOTEBOOKS = (
     "gm_table6",
     "gm_table8",
 )
+# What a profile runs when no notebook is named: at `small`, the notebooks whose claims the
+# profile can test within its budget (45 minutes on 2 cores; README, "What reproduces on 2 CPU
+# cores"): Tables 3 and 4 repeat Table 2's comparisons on the same stand-in network and data at
+# this scale, Tables 5 and 6 and the GuidedMixup tables add runs but no claim this scale can
+# test better, and stay available by name.
+PROFILE_NOTEBOOKS = {
+    "small": ("propositions", "mixup_gallery", "transport", "table2", "table7", "figure2"),
+}
 # Parameters the older notebooks take (they are not training notebooks).
 _OWN_PARAMETERS = {"propositions": (), "mixup_gallery": ("out_dir",)}
 
 
 def notebook_parameters(
-    name: str, profile: str, run_root: Path, data_root: str, device: str, jobs: int
+    name: str,
+    profile: str,
+    run_root: Path,
+    data_root: str,
+    device: str,
+    jobs: int,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     out = run_root / profile / name
-    full = {
+    full: dict[str, Any] = {
         "profile": profile,
         "data_root": data_root,
         "device": device,
@@ -62,19 +76,75 @@ def notebook_parameters(
         "run_root": str(run_root),
         "out_dir": str(out),
     }
+    if seeds:
+        full["seeds"] = list(seeds)
     if name in _OWN_PARAMETERS:
         return {k: v for k, v in full.items() if k in _OWN_PARAMETERS[name]}
     return full
 
 
+class RunWatcher:
+    """Prints a line whenever a training run under ``base`` finishes an epoch: table, row, seed,
+    epoch / epochs, seconds per epoch and the time left of that run (from ``metrics.jsonl``
+    and ``config.json``, so it sees runs in any process: notebooks, their worker pools)."""
+
+    def __init__(self, base: Path, log, every: float = 5.0) -> None:
+        import threading
+
+        self.base, self.log, self.every = base, log, every
+        self.seen: dict[Path, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> RunWatcher:
+        self.poll(report=False)  # runs finished before: not news
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            self.poll()
+
+    def poll(self, report: bool = True) -> None:
+        for metrics in sorted(self.base.glob("**/metrics.jsonl")):
+            try:
+                lines = [json.loads(x) for x in metrics.read_text().splitlines() if x.strip()]
+                cfg = json.loads((metrics.parent / "config.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue  # being written: next time
+            if self.seen.get(metrics) == len(lines):
+                continue
+            self.seen[metrics] = len(lines)
+            if report and lines:
+                self.log(self.describe(metrics.parent, cfg, lines))
+
+    def describe(self, run_dir: Path, cfg: dict[str, Any], lines: list[dict]) -> str:
+        parts = run_dir.relative_to(self.base).parts
+        where = " / ".join(p for p in parts if not p.startswith("seed"))
+        done, total = len(lines), int(cfg["epochs"])
+        per = sum(r["seconds"] for r in lines) / done
+        left = (total - done) * per
+        eta = "finished" if done >= total else f"ETA {left / 60:.1f} min"
+        return (
+            f"    {where} / seed {cfg['seed']}: epoch {done}/{total}, {per:.1f} s/epoch, "
+            f"top-1 err {lines[-1]['test_top1_err']:.1f} %, {eta}"
+        )
+
+
 def run_notebooks(
-    profile: str = "smoke",
+    profile: str = "small",
     *,
     data_root: str = "data",
     device: str = "cpu",
     jobs: int = 1,
     run_root: str | Path | None = None,
     only: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
     log=print,
 ) -> dict[str, dict[str, Any]]:
     """Execute the notebooks (skipping finished ones) and write the report -> per notebook
@@ -86,7 +156,13 @@ def run_notebooks(
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
-    names = list(NOTEBOOKS if only is None else only)
+    names = list(PROFILE_NOTEBOOKS.get(profile, NOTEBOOKS) if only is None else only)
+    if only is None and len(names) < len(NOTEBOOKS):
+        others = [n for n in NOTEBOOKS if n not in names]
+        log(
+            f"profile {profile} runs {', '.join(names)}; the others by name (--only): "
+            f"{', '.join(others)}"
+        )
     unknown = [n for n in names if n not in NOTEBOOKS]
     if unknown:
         raise ValueError(f"only: {unknown} are not notebooks of the pipeline: {list(NOTEBOOKS)}")
@@ -94,7 +170,7 @@ def run_notebooks(
     data_root = str(Path(data_root).resolve())  # the notebooks run in notebooks/
     status: dict[str, dict[str, Any]] = {}
     for k, name in enumerate(names, 1):
-        params = notebook_parameters(name, profile, root, data_root, device, jobs)
+        params = notebook_parameters(name, profile, root, data_root, device, jobs, seeds)
         out = root / profile / name
         out.mkdir(parents=True, exist_ok=True)
         marker = out / "done.json"
@@ -106,14 +182,15 @@ def run_notebooks(
         log(f"[{k}/{len(names)}] {name}: running ...")
         t0 = time.perf_counter()
         try:
-            pm.execute_notebook(
-                str(NOTEBOOK_DIR / f"{name}.ipynb"),
-                str(executed),
-                parameters=params,
-                cwd=str(NOTEBOOK_DIR),
-                progress_bar=False,
-                kernel_name="python3",
-            )
+            with RunWatcher(root / profile, log):
+                pm.execute_notebook(
+                    str(NOTEBOOK_DIR / f"{name}.ipynb"),
+                    str(executed),
+                    parameters=params,
+                    cwd=str(NOTEBOOK_DIR),
+                    progress_bar=False,
+                    kernel_name="python3",
+                )
         except Exception as exc:  # keep going: the report says what failed
             seconds = time.perf_counter() - t0
             status[name] = {
@@ -148,12 +225,15 @@ def run_notebooks(
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--profile", default="smoke", choices=list(PROFILES))
+    ap.add_argument("--profile", default="small", choices=list(PROFILES))
     ap.add_argument("--data-root", default="data")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--run-root", default=None)
     ap.add_argument("--only", nargs="*", default=None, help=f"a subset of {list(NOTEBOOKS)}")
+    ap.add_argument(
+        "--seeds", nargs="*", type=int, default=None, help="seeds per row (default: the profile's)"
+    )
     ns = ap.parse_args(argv)
     try:
         run_notebooks(
@@ -163,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             jobs=ns.jobs,
             run_root=ns.run_root,
             only=ns.only,
+            seeds=ns.seeds,
         )
     except RuntimeError as exc:
         print(exc, file=sys.stderr)

@@ -53,6 +53,7 @@ from torch.utils.data import DataLoader, Dataset
 from ._checks import check_choice
 from .evaluate import median_of_last, topk_correct
 from .losses import LOSSES
+from .provenance import provenance
 
 DATASETS = ("synthetic", "fashion_mnist", "cifar100", "cifar10", "tiny_imagenet", "imagenet")
 
@@ -846,6 +847,11 @@ def _final_results(cfg, model, metrics, test_set, run_dir, mean, std, world) -> 
         "model": cfg.model,
         "epochs": cfg.epochs,
         "seed": cfg.seed,
+        "loss": cfg.loss,
+        "image_size": cfg.image_size,
+        "train_examples": cfg.train_examples,
+        "test_examples": cfg.test_examples,
+        "train_fraction": cfg.train_fraction,
         "processes": world,
         "num_classes": _classes_of(model),
         "median_last": cfg.median_last,
@@ -856,6 +862,7 @@ def _final_results(cfg, model, metrics, test_set, run_dir, mean, std, world) -> 
         "images_per_second": float(np.median([m["images_per_second"] for m in metrics])),
         "stage_seconds": {k: round(v, 3) for k, v in stage_totals.items()},
         "train_loss": [m["train_loss"] for m in metrics],
+        "provenance": provenance(),
     }
     attack_set = _subset(test_set, cfg.attack_examples, cfg.seed + 2)
     attack_loader = DataLoader(attack_set, batch_size=cfg.batch_size, shuffle=False)

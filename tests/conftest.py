@@ -19,3 +19,30 @@ def gen():
 
 def cuda_available() -> bool:
     return torch.cuda.is_available()
+
+
+# Hermetic runs: everything the suite trains goes to a temporary run root (notebooks run by nbval
+# inherit the variable), and the session fails if it wrote into experiments/runs of the checkout.
+if not os.environ.get("PUZZLE_RUN_ROOT"):
+    import tempfile
+
+    os.environ["PUZZLE_RUN_ROOT"] = tempfile.mkdtemp(prefix="puzzle-runs-")
+_CHECKOUT_RUNS = ROOT / "experiments" / "runs"
+
+
+def _snapshot() -> dict[str, int]:
+    if not _CHECKOUT_RUNS.exists():
+        return {}
+    return {str(p): p.stat().st_mtime_ns for p in _CHECKOUT_RUNS.rglob("*")}
+
+
+_BEFORE = _snapshot()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _snapshot() != _BEFORE:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = f"the test suite wrote into {_CHECKOUT_RUNS}: tests must use temporary run roots"
+        if reporter is not None:
+            reporter.write_line(f"FAILED hermeticity: {message}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

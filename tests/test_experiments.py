@@ -134,7 +134,15 @@ def test_profiles_scale_a_row_honestly(tmp_path):
     t6 = load_config(table_configs("table6")["augmix"])
     assert t6.corruption == "published"
     assert apply_profile(t6, "smoke").corruption == "generate"
-    assert set(PROFILES) == {"smoke", "mini", "paper"}
+    assert set(PROFILES) == {"smoke", "small", "mini", "paper"}
+    # small: the documented deviations (CE, half lr, late decays), 3 seeds; half rows stay half
+    small = load_config(rows["vanilla"], "small")
+    assert (small.loss, small.lr, small.epochs, small.schedule) == ("ce", 0.05, 16, (12, 15))
+    assert (small.dataset, small.model, small.train_examples) == ("synthetic", "resnet8", 3000)
+    small_half = load_config(rows["puzzlemix_half"], "small")
+    assert (small_half.epochs, small_half.lr) == (8, 0.1)
+    assert PROFILES["small"].seeds == (0, 1, 2) and PROFILES["smoke"].seeds == (0,)
+    assert "augmix" in PROFILES["small"].skip_rows and PROFILES["small"].skip_reason
     with pytest.raises(ValueError, match="profile"):
         apply_profile(full, "huge")
     with pytest.raises(ValueError, match="unknown"):

@@ -16,56 +16,184 @@ def test_reproduce_a_subset_then_resume(tmp_path):
     for name in ("table7", "transport"):
         assert (base / name / f"{name}.ipynb").is_file() and (base / name / "done.json").is_file()
     report = (base / "report.md").read_text()
-    assert (base / "report.html").is_file()
-    section = report.split("## table7")[1].split("## ")[0]
+    page = (base / "report.html").read_text()
+    assert "data:image/png;base64," in page and "<img" in page  # one self-contained file
+    section = report.split("## table7")[1].split("\n## ")[0]
     for row in ("binary", "mask_only"):
         assert f"| {row} | top1_err |" in section and f"| {row} | top5_err |" in section
-    assert "not run at this profile" in report.split("## table3")[1].split("## ")[0]
+    assert "not run at this profile" in report.split("## table3")[1].split("\n## ")[0]
     assert "profile: **smoke**" in report and "synthetic" in report
-    claims = report.split("## Claims")[1]
-    assert "puzzlemix has lower top1_err than binary (table7)" in claims
-    assert "held at smoke scale" in claims or "did not hold at smoke scale" in claims
-    stamp = (base / "table7" / "binary" / "results.json").stat().st_mtime_ns
+    claims = report.split("## Claims")[1].split("\n## ")[0]
+    line = next(x for x in claims.splitlines() if x.startswith("| t7_binary |"))
+    # smoke models sit at chance: the verdict says so, with the reason next to it
+    assert "| untestable |" in line and "chance" in line
+    assert "Table 7 shows that Puzzle Mix with the binary label space" in line
+    assert "tr.untestable" in page and "class='untestable'" in page
+    stamp = (base / "table7" / "binary" / "seed0" / "results.json").stat().st_mtime_ns
 
     again = run_notebooks(
         "smoke", run_root=tmp_path, only=["table7", "transport"], log=lines.append
     )
     assert {v["status"] for v in again.values()} == {"skipped"}
-    assert (base / "table7" / "binary" / "results.json").stat().st_mtime_ns == stamp
+    assert (base / "table7" / "binary" / "seed0" / "results.json").stat().st_mtime_ns == stamp
     assert any("skipped" in line for line in lines) and any("report:" in line for line in lines)
     # a table whose data set is absent says so instead of showing numbers
     run_notebooks("mini", run_root=tmp_path, data_root=str(tmp_path / "empty"), only=["table5"])
-    mini = (tmp_path / "mini" / "report.md").read_text().split("## table5")[1].split("## ")[0]
+    mini = (tmp_path / "mini" / "report.md").read_text().split("## table5")[1].split("\n## ")[0]
     assert "cannot be reproduced at this profile: imagenet not found" in mini
     with pytest.raises(ValueError, match="only"):
         run_notebooks("smoke", run_root=tmp_path, only=["table99"])
     assert "table2" in NOTEBOOKS and "figure2" in NOTEBOOKS
 
 
+def _res(top1, fgsm=50.0, seed=0, classes=10):
+    return {
+        "top1_err": top1,
+        "top5_err": 1.0,
+        "fgsm_err@8/255": fgsm,
+        "profile": "small",
+        "dataset": "synthetic",
+        "model": "resnet8",
+        "epochs": 12,
+        "seed": seed,
+        "num_classes": classes,
+        "image_size": 32,
+        "train_examples": 3000,
+        "test_examples": 1000,
+        "train_fraction": None,
+    }
+
+
+def _rows(**means):
+    """{row: {seed: results}} with three seeds around each mean (+-0.5, shared seed effect)."""
+    return {row: {s: _res(m + (s - 1) * 0.5, seed=s) for s in range(3)} for row, m in means.items()}
+
+
 def test_claim_verdicts_are_computed_from_the_numbers():
-    from puzzle_core.report import check_claims, ours_vs_paper
+    from puzzle_core.results import check_claims, ours_vs_paper
 
-    def res(top1, fgsm=50.0):
-        return {
-            "top1_err": top1,
-            "top5_err": 1.0,
-            "fgsm_err@8/255": fgsm,
-            "profile": "smoke",
-            "dataset": "synthetic",
-            "model": "resnet8",
-        }
+    found = {
+        "table3": _rows(
+            puzzlemix=30.0,
+            puzzlemix_half=35.4,
+            cutmix=35.0,
+            vanilla=36.0,
+            input_mixup=40.0,
+            manifold_mixup=37.0,
+        ),
+        "table2": _rows(puzzlemix=88.0, vanilla=89.0),
+    }
+    found["table3"]["puzzlemix_half"][1]["top1_err"] = 33.0  # noise: the interval spans 0
+    claims = check_claims(found, "small", floors={}).set_index("id")
+    pm = claims.loc["t3_pm_top1"]
+    assert pm["verdict"] == "held" and pm["worse (ours)"] == "cutmix"  # our best baseline
+    assert "(manifold_mixup)" in pm["paper"] and pm["paper holds"]
+    assert "paired over seeds 0,1,2" in pm["detail"]
+    assert claims.loc["t3_half_top1", "verdict"] == "inconclusive"
+    assert claims.loc["t2_pm_top1", "verdict"] == "untestable"  # both within 5 of 90
+    assert claims.loc["t4_pm_top1", "verdict"] == "not run"
+    found["table3"]["puzzlemix"] = {s: _res(40.0 + s, seed=s) for s in range(3)}
+    claims = check_claims(found, "small", floors={}).set_index("id")
+    assert claims.loc["t3_pm_top1", "verdict"] == "reversed"
+    assert claims["paper holds"].dropna().all()  # the claims are the paper's own orderings
+    assert set(claims["origin"]) == {"paper", "ours"}
+    paper = claims[claims["origin"] == "paper"]
+    assert paper["quote"].str.contains(r"\(l\.\d+").all()  # each cites its lines
 
-    found = {"table3": {"puzzlemix": res(30.0), "cutmix": res(35.0), "vanilla": res(25.0)}}
-    claims = check_claims(found, "smoke").set_index("claim")
-    assert claims.loc["table3: puzzlemix has lower top1_err than cutmix", "verdict"] == (
-        "held at smoke scale"
-    )
-    assert claims.loc["table3: puzzlemix has lower top1_err than vanilla", "verdict"] == (
-        "did not hold at smoke scale"
-    )
-    assert claims.loc["table3: puzzlemix has lower top1_err than augmix", "verdict"] == "not run"
-    assert claims["paper holds"].all()  # the claims are the paper's own orderings
     table = ours_vs_paper("table3", found["table3"]).set_index(["row", "metric"])
     assert table.loc[("cutmix", "fgsm_err"), "ours"] == 50.0
     assert table.loc[("cutmix", "top1_err"), "ours - paper"] == pytest.approx(35.0 - 23.20)
+    assert table.loc[("cutmix", "top1_err"), "± 95 %"] == pytest.approx(
+        4.3027 * 0.5 / 3**0.5, rel=1e-3
+    )
+    assert table.loc[("cutmix", "top1_err"), "seeds"] == 3
     assert table.loc[("augmix", "top1_err"), "ours from"] == "not run"
+    at_chance = ours_vs_paper("table2", found["table2"]).set_index(["row", "metric"])
+    assert at_chance.loc[("vanilla", "top1_err"), "at chance"]
+    assert not table.loc[("cutmix", "top1_err"), "at chance"]
+
+
+def test_single_runs_use_the_profile_noise_floor():
+    from puzzle_core.results import check_claims
+    from puzzle_core.verdicts import NoiseFloor
+
+    found = {"table8": {"adv": {0: _res(30.0, fgsm=60.0)}, "nu0_nu1": {0: _res(31.0, fgsm=70.0)}}}
+    floor = NoiseFloor("small", "fgsm_err", 1.5, 5, "table2/vanilla", "test")
+    claims = check_claims(found, "small", floors={("small", "fgsm_err"): floor}).set_index("id")
+    assert claims.loc["t8_nu_fgsm", "verdict"] == "held"
+    assert "noise floor ±4.16" in claims.loc["t8_nu_fgsm", "detail"]
+    assert claims.loc["t8_fgsm_top1", "verdict"] == "not run"
+    none = check_claims(found, "small", floors={}).set_index("id")
+    assert none.loc["t8_nu_fgsm", "verdict"] == "inconclusive"
+
+
+def test_figure2_claims_from_per_image_samples():
+    import numpy as np
+
+    from puzzle_core.results import check_claims
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(1.5, 0.3, 200)
+
+    def method(shift):
+        vals = (base + shift + rng.normal(0, 0.05, 200)).tolist()
+        return {
+            "loss": vals,
+            "saliency_kept": vals,
+            "top1": vals,
+            "top2": vals,
+            "object_kept": vals,
+        }
+
+    samples = {
+        "classifier": {"top1_err": 20.0, "chance": 90.0},
+        "methods": {"puzzlemix": method(-0.3), "input_mixup": method(0.0), "cutmix": method(0.0)},
+    }
+    claims = check_claims({}, "small", figure2=samples, floors={}).set_index("id")
+    assert claims.loc["f2c_loss_cutmix", "verdict"] == "held"  # lower loss
+    assert claims.loc["f2a_saliency_cutmix", "verdict"] == "reversed"  # lower saliency kept
+    assert "paired bootstrap over 200 images" in claims.loc["f2c_loss_cutmix", "detail"]
+    samples["classifier"]["top1_err"] = 88.0
+    claims = check_claims({}, "small", figure2=samples, floors={}).set_index("id")
+    assert claims.loc["f2c_loss_cutmix", "verdict"] == "untestable"
+    assert claims.loc["ours_f2_objects_cutmix", "verdict"] == "reversed"  # ours: no chance rule
+
+
+def test_noise_floor_is_measured_with_five_seeds_and_stored(tmp_path):
+    from puzzle_core.noise_floor import measure_noise_floor
+    from puzzle_core.verdicts import load_noise_floors
+
+    with pytest.raises(ValueError, match="5 or more seeds"):
+        measure_noise_floor("smoke", seeds=[0, 1])
+    path = tmp_path / "floors.json"
+    floors = measure_noise_floor(
+        "smoke", "table7", "mask_only", seeds=[0, 1, 2, 3, 4], run_root=tmp_path, path=path
+    )
+    stored = load_noise_floors(path)
+    assert {f.metric for f in floors} == {"top1_err", "top5_err"}
+    top1 = stored[("smoke", "top1_err")]
+    assert top1.seeds == 5 and top1.row == "table7/mask_only" and "commit" in top1.provenance
+    assert top1.sd > 0  # five seeds of a real run do differ
+    assert len(list((tmp_path / "smoke" / "table7" / "mask_only").glob("seed*/results.json"))) == 5
+
+
+def test_run_table_runs_every_seed_and_skips_the_profile_skip_rows(tmp_path):
+    import dataclasses
+
+    from puzzle_core.experiments import PROFILES, run_table
+
+    prof = dataclasses.replace(PROFILES["smoke"], skip_rows=("binary",), seeds=(0, 1))
+    out = run_table("table7", prof, run_root=tmp_path, progress=False)
+    assert set(out) == {"mask_only"} and set(out["mask_only"]) == {0, 1}
+    assert [out["mask_only"][s]["seed"] for s in (0, 1)] == [0, 1]
+    res = out["mask_only"][1]
+    assert res["provenance"]["packages"]["torch"] and "commit" in res["provenance"]
+    assert res["provenance"]["hardware"]["cpus"] >= 1
+    base = tmp_path / "smoke" / "table7"
+    assert sorted(p.name for p in (base / "mask_only").iterdir()) == ["seed0", "seed1"]
+    assert not (base / "binary").exists()
+    # named rows run even when the profile skips them; seeds override the profile's
+    named = run_table("table7", prof, run_root=tmp_path, rows=["binary"], seeds=[2])
+    assert set(named["binary"]) == {2}
+    with pytest.raises(ValueError, match="seeds"):
+        run_table("table7", prof, run_root=tmp_path, seeds=[-1])
