@@ -24,6 +24,7 @@ from .provenance import hardware, package_versions
 from .results import (
     check_claims,
     collect,
+    commit_of,
     figure2_samples,
     learning_curves,
     ours_vs_paper,
@@ -203,14 +204,13 @@ def _header(doc: _Doc, profile: str, found: dict, floors: dict) -> None:
         f"{', '.join(sorted({str(r.get('loss', '?')) for r in runs})) or 'none'}; seeds: "
         f"{', '.join(map(str, seeds)) or 'none'}"
     )
-    commits = sorted(
-        {
-            (r.get("provenance", {}).get("commit") or "unknown")[:10]
-            + ("+dirty" if r.get("provenance", {}).get("dirty") else "")
-            for r in runs
-        }
+    commits = sorted({commit_of(r) for r in runs})
+    flag = (
+        " — **results from different commits: compare with care** (the tables' `code` column "
+        "names each row's)"
+        if len(commits) > 1
+        else ""
     )
-    flag = " — **results from different commits: compare with care**" if len(commits) > 1 else ""
     items.append(f"code: {', '.join(commits) or 'no runs'}{flag}")
     items.append("packages: " + ", ".join(f"{k} {v}" for k, v in package_versions().items() if v))
     items.append("hardware (this report): " + "; ".join(f"{k} {v}" for k, v in hardware().items()))
@@ -271,8 +271,18 @@ def write_report(
             continue
         if title:
             doc.heading(3, title)
+        judged = part[part["verdict"] != "not run"]
         cols = ["id", "source", "claim", "paper", "ours", "verdict", "detail", "quote"]
-        doc.table(part[cols], [v.replace(" ", "_") for v in part["verdict"]])
+        if not judged.empty:
+            doc.table(judged[cols], [v.replace(" ", "_") for v in judged["verdict"]])
+        idle = part[part["verdict"] == "not run"]
+        if not idle.empty:
+            doc.para(
+                "not run at this profile (their rows or tables have no results): "
+                + ", ".join(
+                    f"{i} ({src})" for i, src in zip(idle["id"], idle["source"], strict=True)
+                )
+            )
 
     prof = PROFILES.get(profile)
     paper_rows: dict[str, set] = {}

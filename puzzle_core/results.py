@@ -77,6 +77,12 @@ def _chance(by_seed: Mapping[int, Mapping[str, Any]], metric: str) -> float | No
     return chance_error(metric, int(next(iter(classes)))) if len(classes) == 1 else None
 
 
+def commit_of(results: Mapping[str, Any]) -> str:
+    """Short commit of a run's code (+dirty), "unknown" for runs that predate provenance."""
+    prov = results.get("provenance") or {}
+    return (prov.get("commit") or "unknown")[:10] + ("+dirty" if prov.get("dirty") else "")
+
+
 def _origin(by_seed: Mapping[int, Mapping[str, Any]]) -> str:
     r = next(iter(by_seed.values()))
     return f"{r['profile']} / {r['dataset']} / {r['model']} / {r['epochs']} ep"
@@ -108,6 +114,7 @@ def ours_vs_paper(table: str, results: Mapping[str, Mapping[int, Mapping[str, An
                 est is not None and chance is not None and est.mean >= chance - CHANCE_MARGIN
             ),
             "ours from": _origin(by_seed) if by_seed else "not run",
+            "code": ", ".join(sorted({commit_of(r) for r in by_seed.values()})),
         }
 
     reported = paper_results(table)
@@ -167,7 +174,7 @@ def _judge_runs(c: Claim, found: Found, profile: str, floors: dict) -> dict[str,
     )
     eb, ew = estimate(list(b.values())), estimate(list(w.values()))
     return {
-        "ours": f"{eb.text()} vs {ew.text()}",
+        "ours": f"{eb.text()} vs {ew.text()}" + (f" ({worse})" if c.worse != worse else ""),
         "worse (ours)": worse,
         "verdict": v.verdict,
         "detail": v.text(),

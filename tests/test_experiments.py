@@ -134,7 +134,7 @@ def test_profiles_scale_a_row_honestly(tmp_path):
     t6 = load_config(table_configs("table6")["augmix"])
     assert t6.corruption == "published"
     assert apply_profile(t6, "smoke").corruption == "generate"
-    assert set(PROFILES) == {"smoke", "small", "mini", "paper"}
+    assert set(PROFILES) == {"smoke", "small", "fmnist", "mini", "paper"}
     # small: the documented deviations (CE, half lr, late decays), 3 seeds; half rows stay half
     small = load_config(rows["vanilla"], "small")
     assert (small.loss, small.lr, small.epochs, small.schedule) == ("ce", 0.05, 16, (12, 15))

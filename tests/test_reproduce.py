@@ -1,6 +1,8 @@
 """The reproduction driver on a subset: notebooks run through papermill, the report has every
 row of the tables that ran, and a second call skips finished work."""
 
+import json
+
 import pytest
 
 from puzzle_core.reproduce import NOTEBOOKS, run_notebooks
@@ -30,6 +32,18 @@ def test_reproduce_a_subset_then_resume(tmp_path):
     assert "Table 7 shows that Puzzle Mix with the binary label space" in line
     assert "tr.untestable" in page and "class='untestable'" in page
     stamp = (base / "table7" / "binary" / "seed0" / "results.json").stat().st_mtime_ns
+    # publishing copies results, curves and the report, never checkpoints, with provenance
+    from puzzle_core.publish import publish
+
+    pub = publish("smoke", run_root=tmp_path, dest=tmp_path / "published")
+    assert (pub / "table7" / "binary" / "seed0" / "metrics.jsonl").is_file()
+    assert (pub / "report.html").is_file() and (pub / "transport" / "transport.csv").is_file()
+    assert not list(pub.glob("**/checkpoint.pt"))
+    record = json.loads((pub / "provenance.json").read_text())
+    assert record["summed_training_seconds"] > 0 and set(record["notebook_wall_seconds"]) == {
+        "table7",
+        "transport",
+    }
 
     again = run_notebooks(
         "smoke", run_root=tmp_path, only=["table7", "transport"], log=lines.append
@@ -197,3 +211,23 @@ def test_run_table_runs_every_seed_and_skips_the_profile_skip_rows(tmp_path):
     assert set(named["binary"]) == {2}
     with pytest.raises(ValueError, match="seeds"):
         run_table("table7", prof, run_root=tmp_path, seeds=[-1])
+
+
+def test_live_progress_line_per_run_and_epoch(tmp_path):
+    from puzzle_core.reproduce import RunWatcher
+
+    run = tmp_path / "table2" / "puzzlemix" / "seed1"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"epochs": 16, "seed": 1}))
+    epoch = {"seconds": 12.0, "test_top1_err": 71.5}
+    (run / "metrics.jsonl").write_text(json.dumps(epoch) + "\n")
+    lines = []
+    watcher = RunWatcher(tmp_path, lines.append)
+    watcher.poll(report=False)  # what was there before is not news
+    assert lines == []
+    (run / "metrics.jsonl").write_text((json.dumps(epoch) + "\n") * 5)
+    watcher.poll()
+    watcher.poll()  # no new epoch: no new line
+    assert lines == [
+        "    table2 / puzzlemix / seed 1: epoch 5/16, 12.0 s/epoch, top-1 err 71.5 %, ETA 2.2 min"
+    ]

@@ -10,7 +10,8 @@ def write_notebook(cells: list, path: str, parameters_cell: int = 1) -> None:
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"},
     }
-    for c in nb["cells"]:
+    for k, c in enumerate(nb["cells"]):
+        c["id"] = f"cell-{k}"  # stable ids: regenerating changes only what changed
         if c["cell_type"] == "code":
             c["outputs"] = []
             c["execution_count"] = None

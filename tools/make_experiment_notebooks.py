@@ -16,6 +16,7 @@ jobs = 1            # training runs in parallel processes
 run_root = ""       # default: experiments/runs
 out_dir = ""        # this notebook's tables / figures (default: run_root/profile/<name>)
 seeds = []          # seeds per row ([]: the profile's, e.g. 0, 1, 2 at small)
+rows = []           # rows to run ([]: the table's, less the profile's skip_rows)
 """
 
 SETUP = """from pathlib import Path
@@ -123,7 +124,7 @@ if missing:  # say so instead of showing numbers
 else:
     (out / "unavailable.txt").unlink(missing_ok=True)
     results = run_table(NAME, profile, run_root=root, data_root=data_root, device=device,
-                        jobs=jobs, seeds=seeds or None){extra}
+                        jobs=jobs, seeds=seeds or None, rows=rows or None){extra}
 columns = ["dataset", "model", "epochs", "loss", "top1_err", "top5_err", "seconds_per_epoch"]
 per_seed = pd.DataFrame([{{"row": row, "seed": seed, **{{c: res.get(c) for c in columns}}}}
                          for row, by_seed in results.items() for seed, res in by_seed.items()])
