@@ -204,13 +204,16 @@ def judge(
             diff,
             basis="a single run and no noise floor measured for this profile and metric",
         )
-    if sign * high > 0 and sign * low > 0:
-        verdict = "held"
-    elif sign * high < 0 and sign * low < 0:
-        verdict = "reversed"
-    else:
-        verdict = "inconclusive"
-    return Verdict(verdict, diff, low, high, basis)
+    return Verdict(_side(low, high, sign), diff, low, high, basis)
+
+
+def _side(low: float, high: float, sign: float) -> str:
+    """held / reversed when [low, high] lies wholly on the claimed (sign) / the other side of 0."""
+    if sign * low > 0 and sign * high > 0:
+        return "held"
+    if sign * low < 0 and sign * high < 0:
+        return "reversed"
+    return "inconclusive"
 
 
 def bootstrap_interval(
@@ -251,14 +254,8 @@ def judge_samples(
     d = b - w
     mean, low, high = bootstrap_interval(d, boots, seed, level)
     sign = -1.0 if lower_is_better else 1.0
-    if sign * low > 0 and sign * high > 0:
-        verdict = "held"
-    elif sign * low < 0 and sign * high < 0:
-        verdict = "reversed"
-    else:
-        verdict = "inconclusive"
     basis = f"paired bootstrap over {d.size} images ({boots} resamples), {level:.0%} interval"
-    return Verdict(verdict, mean, low, high, basis)
+    return Verdict(_side(low, high, sign), mean, low, high, basis)
 
 
 def chance_error(metric: str, num_classes: int) -> float | None:
