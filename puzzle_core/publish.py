@@ -27,6 +27,16 @@ RUN_FILES = ("config.json", "results.json", "metrics.jsonl")
 NOTEBOOK_FILES = ("*.csv", "*.png", "*.json", "summary.md")
 
 
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file; in JSON text, paths inside the checkout become relative to it (a published
+    record names no path of the machine it ran on)."""
+    if src.suffix == ".json":
+        prefix = json.dumps(str(ROOT) + "/")[1:-1]
+        dst.write_text(src.read_text().replace(prefix, "").replace(json.dumps(str(ROOT)), '"."'))
+    else:
+        shutil.copy2(src, dst)
+
+
 def publish(
     profile: str, run_root: str | Path | None = None, dest: str | Path | None = None
 ) -> Path:
@@ -48,7 +58,7 @@ def publish(
         target.mkdir(parents=True, exist_ok=True)
         for name in RUN_FILES:
             if (run_dir / name).is_file():
-                shutil.copy2(run_dir / name, target / name)
+                _copy(run_dir / name, target / name)
         res = json.loads(results.read_text())
         prov = res.get("provenance", {})
         commits.add(f"{prov.get('commit')}{'+dirty' if prov.get('dirty') else ''}")
@@ -60,7 +70,7 @@ def publish(
         for pattern in NOTEBOOK_FILES:
             for f in nb_dir.glob(pattern):
                 (out / nb_dir.name).mkdir(exist_ok=True)
-                shutil.copy2(f, out / nb_dir.name / f.name)
+                _copy(f, out / nb_dir.name / f.name)
     record = {
         "profile": profile,
         "published": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

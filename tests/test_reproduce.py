@@ -39,6 +39,10 @@ def test_reproduce_a_subset_then_resume(tmp_path):
     assert (pub / "table7" / "binary" / "seed0" / "metrics.jsonl").is_file()
     assert (pub / "report.html").is_file() and (pub / "transport" / "transport.csv").is_file()
     assert not list(pub.glob("**/checkpoint.pt"))
+    from puzzle_core.experiments import ROOT
+
+    for f in pub.glob("**/*.json"):  # no path of this checkout in a published record
+        assert str(ROOT) not in f.read_text(), f
     record = json.loads((pub / "provenance.json").read_text())
     assert record["summed_training_seconds"] > 0 and set(record["notebook_wall_seconds"]) == {
         "table7",
