@@ -38,7 +38,7 @@ VERDICT_COLOURS = {
     "untestable": "#e2e2e2",
     "not run": "#ffffff",
 }
-NOTEBOOK_FIGURES = {  # notebook -> (figure files, caption)
+NOTEBOOK_FIGURES = {  # notebook whose PNGs the report embeds -> caption
     "mixup_gallery": "Figure 1 / 5: the mixup gallery",
     "figure2": "Figure 2: statistics of mixed data on a fixed classifier",
     "transport": "Supplementary B: Algorithm 1 against the exact assignment",
