@@ -250,13 +250,22 @@ def write_report(
     base.mkdir(parents=True, exist_ok=True)
     figdir = base / "report_figures"
     figdir.mkdir(exist_ok=True)
-    found = collect(run_root, profile)
+    damaged: list[str] = []
+    found = collect(run_root, profile, damaged)
+    try:
+        samples = figure2_samples(run_root, profile)
+    except ValueError as exc:
+        samples = None
+        damaged.append(str(exc))
     floors = load_noise_floors()
     doc = _Doc(base)
     doc.heading(1, f"Reproduction report: profile `{profile}`")
     _header(doc, profile, found, floors)
+    if damaged:
+        doc.heading(2, "Damaged files (left out of this report)", "damaged")
+        doc.bullets(damaged)
 
-    claims = check_claims(found, profile, figure2=figure2_samples(run_root, profile), floors=floors)
+    claims = check_claims(found, profile, figure2=samples, floors=floors)
     doc.heading(2, "Claims of the paper, checked on our numbers", "claims")
     counts = claims["verdict"].value_counts().to_dict()
     doc.para(

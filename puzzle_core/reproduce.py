@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments import PROFILES, ROOT, run_root_default
+from .rundir import atomic_write
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 # The order matters only for sharing: Table 7 and Figure 2 reuse Table 2's runs.
@@ -136,6 +137,19 @@ class RunWatcher:
         )
 
 
+def _finished(marker: Path, params: dict[str, Any], log) -> bool:
+    """Whether ``done.json`` says the notebook finished with ``params``; a damaged marker is
+    reported and the notebook runs again (its finished training runs are read back)."""
+    if not marker.is_file():
+        return False
+    try:
+        stored = json.loads(marker.read_text())
+        return isinstance(stored, dict) and stored.get("parameters") == params
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log(f"    {marker}: damaged ({exc}); running the notebook again")
+        return False
+
+
 def run_notebooks(
     profile: str = "small",
     *,
@@ -153,9 +167,13 @@ def run_notebooks(
     import papermill as pm
 
     from .report import write_report
+    from .train import check_device
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    check_device(device)  # before any notebook starts a run
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     names = list(PROFILE_NOTEBOOKS.get(profile, NOTEBOOKS) if only is None else only)
     if only is None and len(names) < len(NOTEBOOKS):
         others = [n for n in NOTEBOOKS if n not in names]
@@ -175,7 +193,7 @@ def run_notebooks(
         out.mkdir(parents=True, exist_ok=True)
         marker = out / "done.json"
         executed = out / f"{name}.ipynb"
-        if marker.is_file() and json.loads(marker.read_text()).get("parameters") == params:
+        if _finished(marker, params, log):
             status[name] = {"status": "skipped", "seconds": 0.0, "output": str(executed)}
             log(f"[{k}/{len(names)}] {name}: finished earlier, skipped")
             continue
@@ -202,9 +220,7 @@ def run_notebooks(
             log(f"[{k}/{len(names)}] {name}: FAILED after {seconds:.0f} s ({type(exc).__name__})")
             continue
         seconds = time.perf_counter() - t0
-        tmp = marker.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"parameters": params, "seconds": seconds}))
-        tmp.replace(marker)
+        atomic_write(marker, json.dumps({"parameters": params, "seconds": seconds}).encode())
         status[name] = {"status": "ran", "seconds": seconds, "output": str(executed)}
         log(f"[{k}/{len(names)}] {name}: done in {seconds:.0f} s")
     md_path, html_path = write_report(root, profile, status)
@@ -245,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             only=ns.only,
             seeds=ns.seeds,
         )
+    except ValueError as exc:  # a bad argument: one line, nothing started
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     except RuntimeError as exc:
         print(exc, file=sys.stderr)
         sys.exit(1)

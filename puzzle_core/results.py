@@ -16,6 +16,7 @@ from typing import Any
 
 from .claims import BASELINES, BEST_BASELINE, Claim, paper_claims
 from .experiments import paper_results
+from .rundir import RunDirError, read_results
 from .verdicts import CHANCE_MARGIN, chance_error, estimate, judge, judge_samples, load_noise_floors
 
 METRICS = ("top1_err", "top5_err", "fgsm_err", "pgd_err", "corruption_err")
@@ -36,8 +37,12 @@ def metric_values(results: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def collect(run_root: str | Path, profile: str) -> Found:
-    """{table: {row: {seed: results}}} of every finished run under ``run_root/profile``."""
+def collect(run_root: str | Path, profile: str, damaged: list[str] | None = None) -> Found:
+    """{table: {row: {seed: results}}} of every finished run under ``run_root/profile``.
+
+    A ``results.json`` that is not valid (:func:`puzzle_core.rundir.read_results`) raises a
+    RunDirError naming it, or, when a ``damaged`` list is given, is skipped and its message
+    appended there (the report lists them)."""
     found: Found = {}
     base = Path(run_root) / profile
     for path in sorted(base.glob("*/*/seed*/results.json")):
@@ -46,9 +51,12 @@ def collect(run_root: str | Path, profile: str) -> Found:
             continue
         row, table = path.parent.parent.name, path.parent.parent.parent.name
         try:
-            res = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc}); delete it to rerun") from exc
+            res = read_results(path)
+        except RunDirError as exc:
+            if damaged is None:
+                raise
+            damaged.append(str(exc))
+            continue
         found.setdefault(table, {}).setdefault(row, {})[int(seed_name[4:])] = res
     for table, shared in SHARED_ROWS.items():
         if table in found:

@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,8 +52,20 @@ from torch.utils.data import DataLoader, Dataset
 
 from ._checks import check_choice
 from .evaluate import median_of_last, topk_correct
+from .fieldtypes import check_field_types
 from .losses import LOSSES
 from .provenance import provenance
+from .rundir import (
+    RunDirError,
+    RunLock,
+    atomic_write,
+    differences,
+    identity,
+    load_checkpoint,
+    read_config,
+    read_results,
+    save_checkpoint,
+)
 
 DATASETS = ("synthetic", "fashion_mnist", "cifar100", "cifar10", "tiny_imagenet", "imagenet")
 
@@ -116,6 +128,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from .mixers import available
 
+        check_field_types(self)
         object.__setattr__(self, "schedule", tuple(int(m) for m in self.schedule))
         object.__setattr__(self, "fgsm_eps", tuple(float(e) for e in self.fgsm_eps))
         object.__setattr__(self, "pgd", tuple(float(e) for e in self.pgd))
@@ -144,6 +157,26 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size", "median_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_examples", "test_examples", "attack_examples", "corruption_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 or null, got {getattr(self, name)}")
+        if self.lr <= 0 or self.lr_gamma <= 0:
+            raise ValueError(f"lr and lr_gamma must be > 0, got {self.lr} and {self.lr_gamma}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ValueError(
+                f"momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum} and "
+                f"{self.weight_decay}"
+            )
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if any(e < 0 for e in self.fgsm_eps + self.pgd):
+            raise ValueError(f"fgsm_eps and pgd must be >= 0, got {self.fgsm_eps}, {self.pgd}")
+        try:
+            torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"device must name a torch device (cpu, cuda, cuda:1, ...), got {self.device!r}"
+            ) from exc
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -594,15 +627,6 @@ def corruption_accuracy(
 # -- the run ------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -666,35 +690,75 @@ def _without_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-_PRESENTATION = ("progress", "data_root")  # where the files are does not change a run
+def check_device(device: str) -> None:
+    """ValueError unless ``device`` is usable here (a CUDA / MPS device that this machine has)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}: MPS is not available on this machine")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: only cpu, cuda and mps devices are supported")
 
 
-def _same_run(stored: dict[str, Any], cfg: TrainConfig) -> bool:
-    """Whether a stored config.json describes the run of ``cfg`` (presentation fields aside; a
-    field added to TrainConfig after the run was started counts as its default)."""
-    mine = json.loads(json.dumps(cfg.to_dict()))
-    default = json.loads(json.dumps(TrainConfig(method=cfg.method).to_dict()))
-    stored = {**{k: v for k, v in default.items() if k not in stored}, **stored}
-    strip = lambda d: {k: v for k, v in d.items() if k not in _PRESENTATION}  # noqa: E731
-    return strip(stored) == strip(mine)
+def _stored_config(cfg_path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    """The stored config, completed with the defaults of fields added since it was written;
+    None when there is none."""
+    if not cfg_path.exists():
+        return None
+    stored = read_config(cfg_path)
+    default = TrainConfig(method=cfg.method).to_dict()
+    return {**{k: v for k, v in default.items() if k not in stored}, **stored}
+
+
+def _has_progress(run_dir: Path) -> bool:
+    """Whether a run directory holds finished work (an epoch or the results)."""
+    return any((run_dir / n).exists() for n in ("checkpoint.pt", "metrics.jsonl", "results.json"))
 
 
 def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     """Train (or resume, or skip when finished) -> the results dict (also results.json).
-    Under ``torchrun`` every rank calls this; rank 0 evaluates and writes."""
-    from tqdm.auto import tqdm
+    Under ``torchrun`` every rank calls this; rank 0 evaluates and writes.
 
-    rank, world = _distributed()
+    The run's identity (``config.json``) is written only once the device, the data, the model
+    and the mixer have been built; a directory holding another run's finished work is refused
+    (naming the fields that differ), one holding only a failed start is taken over.  Rank 0
+    holds the directory's lock while it trains (:class:`~puzzle_core.rundir.RunLock`)."""
     run_dir = Path(run_dir)
     done = run_dir / "results.json"
-    cfg_path = run_dir / "config.json"
-    if cfg_path.exists() and not _same_run(json.loads(cfg_path.read_text()), cfg):
-        raise ValueError(f"run_dir={str(run_dir)!r} holds a run with a different config")
+    stored = _stored_config(run_dir / "config.json", cfg)
+    if (
+        stored is not None
+        and (diff := differences(stored, cfg.to_dict()))
+        and _has_progress(run_dir)
+    ):
+        raise RunDirError(
+            f"run_dir={str(run_dir)!r} holds a run with a different config ("
+            + "; ".join(diff)
+            + "): use another run directory, or delete this one to replace its run"
+        )
     if done.exists():
-        return json.loads(done.read_text())
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(cfg_path, json.dumps(cfg.to_dict(), indent=1).encode())
+        return read_results(done)
+    rank, world = _distributed()
+    if rank != 0:
+        return _train(cfg, run_dir, rank, world)
+    with RunLock(run_dir):
+        if done.exists():  # finished by another process while this one waited
+            return read_results(done)
+        return _train(cfg, run_dir, rank, world)
+
+
+def _train(cfg: TrainConfig, run_dir: Path, rank: int, world: int) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+
+    done = run_dir / "results.json"
+    cfg_path = run_dir / "config.json"
+    check_device(cfg.device)
     torch.set_flush_denormal(True)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
@@ -722,10 +786,20 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, list(cfg.schedule), cfg.lr_gamma)
 
     ckpt_path = run_dir / "checkpoint.pt"
+    run_id = identity(cfg.to_dict())
     metrics: list[dict[str, Any]] = []
     start = 0
+    state = None
     if ckpt_path.exists():  # resume after the last finished epoch
-        state = torch.load(ckpt_path, map_location=cfg.device, weights_only=False)
+        state = load_checkpoint(ckpt_path, run_id, cfg.epochs, map_location=cfg.device)
+        start = state["epoch"] + 1
+    mixer = build_mixer(cfg.at_epoch(start), classes, mean, std)  # a bad mixer fails here
+    mixer_key = (cfg.at_epoch(start).method_params, cfg.at_epoch(start).batch_size)
+    if rank == 0:  # everything could be built: the run starts, and its identity is written
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not cfg_path.exists() or differences(read_config(cfg_path), cfg.to_dict()):
+            atomic_write(cfg_path, json.dumps(cfg.to_dict(), indent=1).encode())
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -741,10 +815,9 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         initial=start,
         total=cfg.epochs,
     )
-    mixer, mixer_key = None, None
     for epoch in epochs:
         ecfg = cfg.at_epoch(epoch)
-        if mixer is None or (ecfg.method_params, ecfg.batch_size) != mixer_key:
+        if (ecfg.method_params, ecfg.batch_size) != mixer_key:
             mixer = build_mixer(ecfg, classes, mean, std)  # once, and again when a phase changes
             mixer_key = (ecfg.method_params, ecfg.batch_size)
         _set_epoch_transform(train_set, cfg, epoch)
@@ -795,11 +868,11 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         if rank == 0:
             row.update(evaluate(model, test_loader, cfg.device))
             metrics.append(row)
-            _atomic_write(
+            atomic_write(
                 run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics).encode()
             )
-            buf = io.BytesIO()
-            torch.save(
+            save_checkpoint(
+                ckpt_path,
                 {
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
@@ -807,9 +880,8 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
                     "metrics": metrics,
                     "epoch": epoch,
                 },
-                buf,
+                run_id,
             )
-            _atomic_write(ckpt_path, buf.getvalue())
             epochs.set_postfix(loss=f"{row['train_loss']:.3f}", top1=f"{row['test_top1_err']:.1f}")
         else:
             metrics.append(row)
@@ -818,9 +890,9 @@ def run(cfg: TrainConfig, run_dir: str | Path) -> dict[str, Any]:
         import torch.distributed as dist
 
         dist.barrier()  # rank 0 evaluates and writes the results
-        return json.loads(done.read_text())
+        return read_results(done)
     results = _final_results(cfg, model, metrics, test_set, run_dir, mean, std, world)
-    _atomic_write(done, json.dumps(results, indent=1).encode())
+    atomic_write(done, json.dumps(results, indent=1).encode())
     if world > 1:
         import torch.distributed as dist
 
@@ -898,6 +970,7 @@ def _parse_value(text: str) -> Any:
 
 
 def config_from_args(args: Sequence[str] | None = None) -> tuple[TrainConfig, Path]:
+    """(config, run directory) from the command line; ValueError naming a bad ``--set``."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--run-dir", required=True)
     ap.add_argument("--config", help="a YAML or JSON file of TrainConfig fields")
@@ -914,10 +987,13 @@ def config_from_args(args: Sequence[str] | None = None) -> tuple[TrainConfig, Pa
     )
     ns = ap.parse_args(args)
     overrides: dict[str, Any] = {}
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
     for item in ns.set:
-        key, _, value = item.partition("=")
-        if key not in {f.name for f in dataclasses.fields(TrainConfig)}:
-            raise ValueError(f"--set {key}: not a TrainConfig field")
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"--set {item}: expected KEY=VALUE (e.g. --set epochs=10)")
+        if key not in names:
+            raise ValueError(f"--set {key}: not a TrainConfig field; the fields are {names}")
         overrides[key] = _parse_value(value)
     if ns.config:
         from .experiments import load_config
@@ -932,13 +1008,16 @@ def config_from_args(args: Sequence[str] | None = None) -> tuple[TrainConfig, Pa
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    """``python -m puzzle_core.train``: a bad value, file or run directory gets one line on
+    stderr naming it (no traceback) and exit status 2."""
     torch.set_num_threads(1)
-    cfg, run_dir = config_from_args(args)
-    print(json.dumps(run(cfg, run_dir), indent=1))
-
-
-if __name__ == "__main__":
-    main()
+    try:
+        cfg, run_dir = config_from_args(args)
+        results = run(cfg, run_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(json.dumps(results, indent=1))
 
 
 # -- reading a finished run back ----------------------------------------------------------------
@@ -963,11 +1042,13 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     for name in ("config.json", "checkpoint.pt"):
         if not (run_dir / name).is_file():
             raise FileNotFoundError(f"{run_dir / name} not found: not a (started) run directory")
-    cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text()))
+    cfg = TrainConfig(**read_config(run_dir / "config.json"))
     _, test_set, classes, channels, mean, std = build_data(cfg)
     test_set = _subset(test_set, cfg.test_examples, cfg.seed + 1)
     model = _build_model(cfg, classes, channels)
-    state = torch.load(run_dir / "checkpoint.pt", map_location=cfg.device, weights_only=False)
+    state = load_checkpoint(
+        run_dir / "checkpoint.pt", identity(cfg.to_dict()), cfg.epochs, map_location=cfg.device
+    )
     model.load_state_dict(state["model"])
     return TrainedRun(model.to(cfg.device).eval(), cfg, test_set, mean, std, classes)
 
@@ -988,3 +1069,7 @@ def test_batches(test_set: Dataset, batch_size: int, batches: int):
                 [torch.as_tensor(np.asarray(masks[idx[r] if idx else r])).float() for r in rows]
             )
         yield x, y, m
+
+
+if __name__ == "__main__":
+    main()
