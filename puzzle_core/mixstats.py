@@ -96,7 +96,7 @@ def mixing_statistics(
     None; ``model`` is the fixed classifier (put in eval mode; its parameter gradients are
     cleared afterwards).  -> {name: (B,) float tensor} for :data:`STATISTICS` (object entries
     only with masks) plus ``ratio`` (the self weight of the mixed label)."""
-    from .train import mix_batch
+    from .run.step import mix_batch
 
     check_rank("x", x, 4, "(B, C, H, W)")
     check_batch("y", y, x.shape[0], "x")

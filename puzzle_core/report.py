@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments import PROFILES, paper_results
+from .experiments import paper_results
 from .provenance import hardware, package_versions
 from .results import (
     check_claims,
@@ -29,6 +29,7 @@ from .results import (
     learning_curves,
     ours_vs_paper,
 )
+from .run import PROFILES
 from .verdicts import CHANCE_MARGIN, load_noise_floors
 
 VERDICT_COLOURS = {

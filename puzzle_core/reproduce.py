@@ -10,7 +10,7 @@ interruption loses nothing that had finished.  A progress line per notebook, a s
 end, and ``<run_root>/<profile>/report.{md,html}``.
 
 ``--jobs N`` runs a table's independent training runs in N processes on this machine.  To send
-the same runs to a cluster, submit one ``python -m puzzle_core.train --config ... --profile ...
+the same runs to a cluster, submit one ``python -m puzzle_core.run --config ... --profile ...
 --run-dir <run_root>/<profile>/<table>/<row>`` per row through the cluster's scheduler (e.g.
 ``submitit`` for Slurm, or a job array), then run ``make reproduce``: the finished runs are read
 back, not retrained.
@@ -26,8 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .experiments import PROFILES, ROOT, run_root_default
-from .rundir import atomic_write
+from .experiments import ROOT, run_root_default
+from .run import PROFILES
+from .run.rundir import atomic_write
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 # The order matters only for sharing: Table 7 and Figure 2 reuse Table 2's runs.
@@ -167,7 +168,7 @@ def run_notebooks(
     import papermill as pm
 
     from .report import write_report
-    from .train import check_device
+    from .run import check_device
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")

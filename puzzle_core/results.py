@@ -16,7 +16,7 @@ from typing import Any
 
 from .claims import BASELINES, BEST_BASELINE, Claim, paper_claims
 from .experiments import paper_results
-from .rundir import RunDirError, read_results
+from .run.rundir import RunDirError, read_results
 from .verdicts import CHANCE_MARGIN, chance_error, estimate, judge, judge_samples, load_noise_floors
 
 METRICS = ("top1_err", "top5_err", "fgsm_err", "pgd_err", "corruption_err")
@@ -40,7 +40,7 @@ def metric_values(results: Mapping[str, Any]) -> dict[str, float]:
 def collect(run_root: str | Path, profile: str, damaged: list[str] | None = None) -> Found:
     """{table: {row: {seed: results}}} of every finished run under ``run_root/profile``.
 
-    A ``results.json`` that is not valid (:func:`puzzle_core.rundir.read_results`) raises a
+    A ``results.json`` that is not valid (:func:`puzzle_core.run.rundir.read_results`) raises a
     RunDirError naming it, or, when a ``damaged`` list is given, is skipped and its message
     appended there (the report lists them)."""
     found: Found = {}

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from puzzle_core.attacks import fgsm, pgd
-from puzzle_core.evaluate import corruption_error, median_of_last, topk_correct
+from puzzle_core.metrics import corruption_error, median_of_last, topk_correct
 
 
 def _linear(seed=0):

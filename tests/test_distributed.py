@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from puzzle_core.train import TrainConfig, epoch_batches, run
+from puzzle_core.run import TrainConfig, run
+from puzzle_core.run.data import epoch_batches
 
 FIELDS = dict(
     train_examples=200,
@@ -22,7 +23,7 @@ FIELDS = dict(
 )
 SCRIPT = """
 import json, sys
-from puzzle_core.train import TrainConfig, run
+from puzzle_core.run import TrainConfig, run
 for name, fields in json.loads(sys.argv[1]).items():
     run(TrainConfig(**fields), sys.argv[2] + "/" + name)
 """

@@ -7,7 +7,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from puzzle_core.train import TrainConfig, build_mixer
+from puzzle_core.run import TrainConfig
+from puzzle_core.run.step import build_mixer
 
 CONFIGS = sorted((ROOT / "experiments" / "configs").glob("*/*.yaml"))
 PM_TABLES = ("table2", "table3", "table4", "table6", "table7", "table8")
@@ -103,7 +104,8 @@ def test_paper_numbers_cover_every_config_row():
 
 
 def test_profiles_scale_a_row_honestly(tmp_path):
-    from puzzle_core.experiments import PROFILES, apply_profile, load_config, table_configs
+    from puzzle_core.experiments import table_configs
+    from puzzle_core.run import PROFILES, apply_profile, load_config
 
     rows = table_configs("table3")
     full, half = load_config(rows["puzzlemix"]), load_config(rows["puzzlemix_half"])
@@ -175,7 +177,7 @@ def test_table5_configs_pin_the_fast_at_protocol():
     assert pm.at_epoch(10).method_params["clean_lam"] == 1.0
     assert pm.at_epoch(50).method_params["clean_lam"] == 0.0
     build_mixer(pm.at_epoch(0), 1000, (0.5,) * 3, (0.5,) * 3)
-    from puzzle_core.train import _lr_at
+    from puzzle_core.run.loop import _lr_at
 
     assert _lr_at(pm.lr_knots, 4) == pytest.approx(0.75)  # halfway 0.5 -> 1.0
     assert _lr_at(pm.lr_knots, 15) == pytest.approx(0.2)  # the jump at the phase change

@@ -89,7 +89,7 @@ def test_puzzlemix_outputs_are_made_of_whole_pixels(batch):
     x, y, masks, model = batch
     mixer = build("puzzlemix", num_classes=10, mean=MEAN, std=STD)
     xr = x.clone().requires_grad_(True)
-    from puzzle_core.train import mix_batch
+    from puzzle_core.run.step import mix_batch
 
     out = mix_batch(mixer, model, xr, y, torch.Generator().manual_seed(2))
     g = contribution_maps(out.x, xr)

@@ -198,7 +198,8 @@ def test_noise_floor_is_measured_with_five_seeds_and_stored(tmp_path):
 def test_run_table_runs_every_seed_and_skips_the_profile_skip_rows(tmp_path):
     import dataclasses
 
-    from puzzle_core.experiments import PROFILES, run_table
+    from puzzle_core.experiments import run_table
+    from puzzle_core.run import PROFILES
 
     prof = dataclasses.replace(PROFILES["smoke"], skip_rows=("binary",), seeds=(0, 1))
     out = run_table("table7", prof, run_root=tmp_path, progress=False)

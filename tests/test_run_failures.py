@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from puzzle_core import train
 from puzzle_core.results import collect
-from puzzle_core.rundir import RunDirError, RunLock, differences, identity
-from puzzle_core.train import TrainConfig, run
+from puzzle_core.run import TrainConfig, cli, run
+from puzzle_core.run.rundir import RunDirError, RunLock, differences, identity
 
 TINY = dict(train_examples=100, test_examples=50, batch_size=50, epochs=2, lr=0.05, progress=False)
 
@@ -60,7 +59,7 @@ def _copy_run(src: Path, dst: Path, names=("config.json", "metrics.jsonl", "chec
 )
 def test_cli_rejects_bad_values_in_one_line(setting, field, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
-        train.main(["--run-dir", str(tmp_path / "r"), "--set", setting])
+        cli.main(["--run-dir", str(tmp_path / "r"), "--set", setting])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and field in err, err
@@ -125,7 +124,7 @@ def test_a_crafted_checkpoint_runs_no_code(finished, tmp_path):
 def _three_epoch_dir(finished: Path, dst: Path) -> Path:
     """A copy of ``finished`` configured for 3 epochs (so that it resumes at epoch 2), with its
     checkpoint re-identified for that config (as an interrupted 3-epoch run's)."""
-    from puzzle_core.rundir import load_checkpoint, save_checkpoint
+    from puzzle_core.run.rundir import load_checkpoint, save_checkpoint
 
     d = _copy_run(finished, dst)
     cfg = TrainConfig(**{**TINY, "epochs": 3})
@@ -138,9 +137,11 @@ def _three_epoch_dir(finished: Path, dst: Path) -> Path:
 def test_an_intact_checkpoint_resumes(finished, tmp_path):
     d = _three_epoch_dir(finished, tmp_path / "r")
     res = run(TrainConfig(**{**TINY, "epochs": 3}), d)
-    assert len(res["train_loss"]) == 3 and res["train_loss"][:2] == json.loads(
-        (finished / "results.json").read_text()
-    )["train_loss"]
+    assert (
+        len(res["train_loss"]) == 3
+        and res["train_loss"][:2]
+        == json.loads((finished / "results.json").read_text())["train_loss"]
+    )
 
 
 def test_a_checkpoint_from_another_run_is_refused(finished, tmp_path):
@@ -172,7 +173,7 @@ def test_unreadable_checkpoints_are_named(damage, finished, tmp_path):
 
 
 def test_a_checkpoint_past_the_end_or_unlike_metrics_is_refused(finished, tmp_path):
-    from puzzle_core.rundir import load_checkpoint, save_checkpoint
+    from puzzle_core.run.rundir import load_checkpoint, save_checkpoint
 
     cfg = TrainConfig(**{**TINY, "epochs": 3})
     d = _three_epoch_dir(finished, tmp_path / "r")
@@ -189,7 +190,7 @@ def test_a_checkpoint_past_the_end_or_unlike_metrics_is_refused(finished, tmp_pa
 
 
 def test_a_checkpoint_of_the_earlier_format_resumes_with_a_warning(finished, tmp_path):
-    from puzzle_core.rundir import load_checkpoint
+    from puzzle_core.run.rundir import load_checkpoint
 
     d = _three_epoch_dir(finished, tmp_path / "r")
     cfg = TrainConfig(**{**TINY, "epochs": 3})
@@ -272,7 +273,7 @@ def test_a_second_process_is_told_who_holds_the_run(tmp_path):
     d = tmp_path / "r"
     with RunLock(d):
         proc = subprocess.run(
-            [sys.executable, "-m", "puzzle_core.train", "--run-dir", str(d), "--set"]
+            [sys.executable, "-m", "puzzle_core.run", "--run-dir", str(d), "--set"]
             + [f"{k}={json.dumps(v)}" for k, v in TINY.items()],
             capture_output=True,
             text=True,
@@ -287,7 +288,7 @@ def test_a_second_process_is_told_who_holds_the_run(tmp_path):
 
 def test_two_processes_started_together_train_once(tmp_path):
     d = tmp_path / "r"
-    args = [sys.executable, "-m", "puzzle_core.train", "--run-dir", str(d), "--set"]
+    args = [sys.executable, "-m", "puzzle_core.run", "--run-dir", str(d), "--set"]
     args += [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from puzzle_core.mixers import available
-from puzzle_core.train import TrainConfig, run
+from puzzle_core.run import TrainConfig, run
 
 SMOKE = dict(
     train_examples=300, test_examples=100, batch_size=50, epochs=2, lr=0.05, progress=False
@@ -39,7 +39,7 @@ def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
     )
     reference = run(TrainConfig(**fields), tmp_path / "uninterrupted")
     killed = tmp_path / "killed"
-    args = [sys.executable, "-m", "puzzle_core.train", "--run-dir", str(killed), "--set"]
+    args = [sys.executable, "-m", "puzzle_core.run", "--run-dir", str(killed), "--set"]
     args += [f"{k}={json.dumps(v)}" for k, v in fields.items()]
     proc = subprocess.Popen(
         args,
@@ -99,7 +99,7 @@ def test_fgsm_evaluation_in_the_results(tmp_path):
 
 def test_corruption_error_inside_a_run_generated_and_published_agree(tmp_path):
     from puzzle_core.data.corruptions import generate_corruptions
-    from puzzle_core.train import _raw_test_images, _subset, build_data
+    from puzzle_core.run.data import build_data, raw_test_images, subset
 
     kinds = ("gaussian_noise", "contrast")
     cfg = TrainConfig(method="vanilla", corruption="generate", corruption_types=kinds, **SMOKE)
@@ -111,7 +111,7 @@ def test_corruption_error_inside_a_run_generated_and_published_agree(tmp_path):
     assert "generated" in res["corruption_source"]
     # the same images written as a "published" release give the same accuracies
     _, test, *_ = build_data(cfg)
-    images, labels = _raw_test_images(_subset(test, cfg.test_examples, cfg.seed + 1))
+    images, labels = raw_test_images(subset(test, cfg.test_examples, cfg.seed + 1))
     generate_corruptions(images, labels, kinds, out_dir=tmp_path / "release")
     pub = TrainConfig(
         method="vanilla",

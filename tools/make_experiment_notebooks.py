@@ -197,7 +197,7 @@ import matplotlib.pyplot as plt
 from puzzle_core.experiments import load_config, seed_dir, table_configs
 from puzzle_core.mixers import build
 from puzzle_core.mixstats import mixing_statistics, summarize
-from puzzle_core.train import load_run, run, test_batches
+from puzzle_core.run import batches_with_masks, load_run, run
 from puzzle_core.verdicts import bootstrap_interval, chance_error"""
         ),
         code("""if profile == "smoke":  # a classifier of its own, above chance
@@ -232,7 +232,7 @@ print(f"classifier: {cfg.model} on {cfg.dataset} ({cfg.profile}), {cfg.epochs} e
 for name, (label, params) in methods.items():
     mixer = build(name, num_classes=trained.num_classes, **params)
     per = []
-    for i, (x, y, m) in enumerate(test_batches(test_set, 100, batches)):
+    for i, (x, y, m) in enumerate(batches_with_masks(test_set, 100, batches)):
         per.append(mixing_statistics(mixer, model, x.to(device), y.to(device), mean=mean, std=std,
                                      object_masks=m, generator=torch.Generator().manual_seed(i)))
     cat = {k: torch.cat([p[k] for p in per]) for k in per[0]}
