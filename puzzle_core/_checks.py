@@ -1,12 +1,23 @@
 """Input validation shared by the public functions: every failure is a ValueError that names the
-argument and states what was expected."""
+argument and states what was expected.
+
+:class:`CheckedMixer` is the one entry every mixer's ``mix`` / ``__call__`` goes through (the
+mixers of ``puzzle_core.mixers`` and Puzzle Mix alike): it validates x, y, saliency, the
+keywords and the generator, converts uint8 images to float, calls the subclass's ``_mix`` and
+converts the result back."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_rank(name: str, t: torch.Tensor, rank: int, shape_doc: str) -> None:
@@ -55,9 +66,214 @@ def check_divides(name: str, grid: int, height: int, width: int) -> None:
 
 
 def check_permutation(name: str, perm: torch.Tensor, batch: int) -> None:
+    check_tensor(name, perm, "(B,)")
     check_rank(name, perm, 1, "(B,)")
     check_batch(name, perm, batch)
     if perm.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
         raise ValueError(f"{name} must be an integer tensor, got dtype {perm.dtype}")
     if batch and (perm.min() < 0 or perm.max() >= batch):
         raise ValueError(f"{name} must hold indices in [0, {batch - 1}]")
+
+
+def check_tensor(name: str, t: object, shape_doc: str) -> None:
+    """A dense (strided) torch.Tensor holding data: not sparse, not on the ``meta`` device."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(
+            f"{name} must be a torch.Tensor of shape {shape_doc}, got {type(t).__name__}"
+        )
+    if t.layout != torch.strided:
+        raise ValueError(f"{name} must be a dense tensor, got layout {t.layout}")
+    if t.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device (no data): move it to cpu or cuda")
+
+
+def check_images(x: torch.Tensor) -> None:
+    """x (B, C, H, W), B, C, H, W >= 1, dtype float16/bfloat16/float32/float64 (finite) or
+    uint8 (pixels 0..255)."""
+    check_tensor("x", x, "(B, C, H, W)")
+    check_rank("x", x, 4, "(B, C, H, W)")
+    if x.dtype not in (*FLOAT_DTYPES, torch.uint8):
+        raise ValueError(
+            f"x must be float16, bfloat16, float32, float64 or uint8 images, got dtype {x.dtype}"
+        )
+    if x.shape[0] < 1:
+        raise ValueError("x must hold at least one example")
+    if min(x.shape[1:]) < 1:
+        raise ValueError(f"x must have C, H, W >= 1, got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8 and not torch.isfinite(x).all():
+        raise ValueError("x must be finite (no NaN/inf)")
+
+
+def check_labels(y: torch.Tensor, num_classes: int | None, batch: int) -> None:
+    """y integer class indices (B,) in [0, num_classes) (num_classes required), or soft
+    targets (B, K) finite and non-negative, K = num_classes when num_classes is given."""
+    check_tensor("y", y, "(B,) or (B, K)")
+    if y.dim() not in (1, 2):
+        raise ValueError(f"y must have shape (B,) or (B, K), got {tuple(y.shape)}")
+    check_batch("y", y, batch)
+    if y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"y must be integer labels or real soft targets, got dtype {y.dtype}")
+    if y.dim() == 1:
+        if y.is_floating_point():
+            raise ValueError(
+                "y must be integer labels (B,) or soft targets (B, K); got floats (B,)"
+            )
+        if num_classes is None:
+            raise ValueError("num_classes is required with integer labels y (B,)")
+        if batch and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"y must hold class indices in [0, {num_classes - 1}]")
+        return
+    if num_classes is not None and y.shape[1] != num_classes:
+        raise ValueError(
+            f"y has {y.shape[1]} classes (B, K) but num_classes is {num_classes}; they must match"
+        )
+    check_finite_nonneg("y", y)
+
+
+def check_saliency(saliency: torch.Tensor, x: torch.Tensor) -> None:
+    """saliency (B, H, W): x's batch and image size, x's device, real, finite, >= 0."""
+    check_tensor("saliency", saliency, "(B, H, W)")
+    check_rank("saliency", saliency, 3, "(B, H, W)")
+    check_batch("saliency", saliency, x.shape[0])
+    if tuple(saliency.shape[1:]) != tuple(x.shape[2:]):
+        raise ValueError(
+            f"saliency must have shape (B, H, W) = {(x.shape[0], *x.shape[2:])}, "
+            f"got {tuple(saliency.shape)}"
+        )
+    if saliency.dtype == torch.bool or saliency.is_complex():
+        raise ValueError(f"saliency must be a real map, got dtype {saliency.dtype}")
+    if saliency.device != x.device:
+        raise ValueError(f"saliency is on {saliency.device} but x is on {x.device}")
+    check_finite_nonneg("saliency", saliency)
+
+
+def check_keywords(owner: str, given: Sequence[str], accepted: Sequence[str]) -> None:
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{owner} got unexpected keyword argument(s) {unknown}; "
+            f"it accepts {sorted(accepted) if accepted else 'none'}"
+        )
+
+
+def check_generator(generator: object) -> None:
+    if generator is None:
+        return
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise ValueError(f"generator must be None or a CPU torch.Generator, got {generator!r}")
+
+
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1] (x / 255, torchvision's ``to_dtype(scale=True)``)."""
+    return x.to(torch.float32) / 255
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float in [0, 1] -> uint8 pixels: x * 255 rounded and clamped to 0..255."""
+    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+@functools.cache
+def _mix_keywords(cls: type) -> tuple[str, ...]:
+    """The keyword-only parameters of ``cls._mix`` other than ``generator``: what it accepts."""
+    params = inspect.signature(cls._mix).parameters.values()  # type: ignore[attr-defined]
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "generator")
+
+
+_SALIENCY_SOURCES = {
+    "input_gradient": "the input-gradient map (puzzle_core.compute_saliency, or "
+    "PuzzleMix.prepare(...).saliency)",
+    "cam": "the semantic percent maps (puzzle_core.mixers.class_activation_spm)",
+}
+
+
+class CheckedMixer:
+    """The public entry of a mixer; subclasses implement ``_mix(x, y, saliency, *, generator,
+    <their keywords>)``, whose keyword-only parameters are the keywords ``mix`` accepts.
+
+    ``mix(x, y, saliency=None, *, generator=None, **keywords)`` checks, in this order:
+    the keywords (any other -> ValueError listing the accepted ones; ``perm`` (B,) a
+    permutation index tensor and ``lam`` in [0, 1] when given), the generator (None or a CPU
+    torch.Generator), x (:func:`check_images`; ``channels`` when the class restricts them), y
+    (:func:`check_labels` against ``num_classes``), saliency (:func:`check_saliency` when given;
+    required when the class's ``saliency`` is "input_gradient" or "cam").
+
+    uint8 x is mixed as float32 x / 255 (the same rule as torchvision's
+    ``to_dtype(scale=True)``; refused when the mixer de-normalises with mean/std) and the mixed
+    images (``x`` and the ``image_info`` entries of ``info``) are turned back into uint8 by
+    :func:`to_uint8`.  Float x reaches ``_mix`` unchanged (same object, gradients kept)."""
+
+    name = "mixer"
+    saliency: str | None = None
+    channels: tuple[int, ...] | None = None  # accepted C (None: any)
+    image_info: tuple[str, ...] = ()  # info entries holding images in x's space
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        saliency: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.mix(x, y, saliency, generator=generator, **kwargs)
+        return out.x, out.y
+
+    def mix(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        saliency: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Mix a batch: x (B, C, H, W); y (B,) int or (B, K) soft; saliency (B, H, W) >= 0 or
+        None -> the subclass's result (``x`` (B, C, H, W) in x's dtype, ``y`` (B, K), ``perm``
+        (B,), ``ratio`` (B,), ``info``)."""
+        check_keywords(f"{type(self).__name__}.mix", list(kwargs), _mix_keywords(type(self)))
+        check_generator(generator)
+        check_images(x)
+        b, c = x.shape[:2]
+        if kwargs.get("perm") is not None:
+            check_permutation("perm", kwargs["perm"], b)
+        if kwargs.get("lam") is not None:
+            check_unit_interval("lam", kwargs["lam"])
+        if self.channels is not None and c not in self.channels:
+            accepted = " or ".join(map(str, self.channels))
+            raise ValueError(f"{self.name} takes x with {accepted} channels, got C={c}")
+        num_classes = kwargs.get("num_classes") or getattr(self, "num_classes", None)
+        check_labels(y, num_classes, b)
+        if saliency is not None:
+            check_saliency(saliency, x)
+        elif self.saliency in _SALIENCY_SOURCES:
+            raise ValueError(
+                f"saliency (B, H, W) is required: {self.name} needs saliency = "
+                f"{_SALIENCY_SOURCES[self.saliency]}"
+            )
+        if x.dtype != torch.uint8:
+            return self._mix(x, y, saliency, generator=generator, **kwargs)
+        if getattr(self, "mean", None) is not None:
+            raise ValueError(
+                f"x is uint8 (pixels 0..255) but {self.name} was built with mean/std for "
+                "normalised float inputs: build it without mean/std, or pass normalised float x"
+            )
+        out = self._mix(to_unit_float(x), y, saliency, generator=generator, **kwargs)
+        changes: dict[str, Any] = {"x": to_uint8(out.x)}
+        if self.image_info:
+            info = dict(out.info)
+            for key in self.image_info:
+                v = info[key]
+                info[key] = tuple(map(to_uint8, v)) if isinstance(v, tuple) else to_uint8(v)
+            changes["info"] = info
+        return dataclasses.replace(out, **changes)
+
+    def _mix(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        saliency: torch.Tensor | None,
+        *,
+        generator: torch.Generator | None,
+    ) -> Any:
+        raise NotImplementedError

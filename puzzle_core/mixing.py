@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_batch
+from ._checks import check_labels
 
 
 def upsample_mask(mask: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -22,21 +22,12 @@ def compose(x_self: torch.Tensor, x_partner: torch.Tensor, mask: torch.Tensor) -
 
 
 def to_soft_targets(y: torch.Tensor, num_classes: int | None, batch: int) -> torch.Tensor:
-    """Integer labels (B,) -> one-hot (B, K); soft targets (B, K) pass through (as float)."""
-    check_batch("y", y, batch)
+    """Integer labels (B,) -> one-hot (B, K); soft targets (B, K) pass through (as float).
+    Checked by :func:`check_labels` (ValueError otherwise)."""
+    check_labels(y, num_classes, batch)
     if y.dim() == 1:
-        if y.is_floating_point():
-            raise ValueError(
-                "y must be integer labels (B,) or soft targets (B, K); got floats (B,)"
-            )
-        if num_classes is None:
-            raise ValueError("num_classes is required with integer labels y (B,)")
-        if batch and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"y must hold class indices in [0, {num_classes - 1}]")
         return F.one_hot(y.long(), num_classes).float()
-    if y.dim() == 2:
-        return y.float()
-    raise ValueError(f"y must have shape (B,) or (B, K), got {tuple(y.shape)}")
+    return y.float()
 
 
 def mix_targets(targets: torch.Tensor, perm: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ._checks import (
+    CheckedMixer,
     check_choice,
-    check_permutation,
     check_positive_int,
     check_rank,
     check_unit_interval,
@@ -30,7 +30,7 @@ from .mask.exact import solve_exact
 from .mask.swap import solve_swap
 from .mixing import compose, mix_targets, to_soft_targets, upsample_mask
 from .pairing import PAIRINGS, make_pairing
-from .saliency import compute_saliency, draw_grid_size, pool_saliency, validate_saliency
+from .saliency import compute_saliency, draw_grid_size, pool_saliency
 from .transport import (
     TransportPlan,
     apply_plan,
@@ -118,7 +118,7 @@ class PuzzleMixConfig:
         if not self.grid_sizes:
             raise ValueError("grid_sizes must name at least one grid side")
         for g in self.grid_sizes:
-            check_positive_int("grid_sizes", g, 1)
+            check_positive_int("grid_sizes", g, 2)
         check_positive_int("n_labels", self.n_labels, 2)
         check_positive_int("neigh_size", self.neigh_size, 1)
         for name in ("beta", "gamma", "eta", "t_eps", "clean_lam", "adv_eps", "adv_step"):
@@ -270,7 +270,7 @@ def solve_mask(energy: GridEnergy, solver: str, quantize: str = "scaled") -> tor
     return solve_exact(energy)
 
 
-class PuzzleMix:
+class PuzzleMix(CheckedMixer):
     """Puzzle Mix as a batch transform.
 
     >>> mixer = PuzzleMix(PuzzleMixConfig(num_classes=10), mean=MEAN, std=STD)
@@ -278,7 +278,8 @@ class PuzzleMix:
     >>> x_mix, y_mix = mixer(x, y, saliency=prep.saliency, adversarial=prep.adversarial)
 
     ``mean``/``std`` (per channel) map x to pixel space for the data term and the adversarial
-    clamp; leave them None when x is already in [0, 1].
+    clamp; leave them None when x is already in [0, 1].  ``mix`` / ``__call__`` check their
+    inputs like every mixer's (:class:`~puzzle_core._checks.CheckedMixer`).
     """
 
     name = "puzzlemix"
@@ -301,6 +302,11 @@ class PuzzleMix:
 
     def __repr__(self) -> str:
         return f"PuzzleMix({self.config!r})"
+
+    @property
+    def num_classes(self) -> int | None:
+        """K of integer labels (the config's; ``mix(..., num_classes=K)`` overrides it)."""
+        return self.config.num_classes
 
     # -- pixel space helpers -------------------------------------------------------------
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -390,19 +396,13 @@ class PuzzleMix:
         return Prepared(res.saliency, adversarial, res.loss, res.logits)
 
     # -- the mixing ----------------------------------------------------------------------
-    def __call__(
-        self, x: torch.Tensor, y: torch.Tensor, saliency: torch.Tensor | None = None, **kwargs
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.mix(x, y, saliency, **kwargs)
-        return out.x, out.y
-
-    def mix(
+    def _mix(
         self,
         x: torch.Tensor,
         y: torch.Tensor,
-        saliency: torch.Tensor | None,
+        saliency: torch.Tensor,
         *,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None,
         perm: torch.Tensor | None = None,
         lam: float | None = None,
         grid: int | None = None,
@@ -410,31 +410,24 @@ class PuzzleMix:
         num_classes: int | None = None,
         timed: bool = False,
     ) -> MixOutput:
-        """Mix a batch.  x (B, C, H, W); y (B,) int or (B, K) soft; saliency (B, H, W) >= 0.
-        perm / lam / grid override the random draws (grid side, then permutation, then lambda
-        ~ Beta(alpha, alpha), from ``generator``)."""
+        """Mix a batch (through ``mix``).  x (B, C, H, W); y (B,) int or (B, K) soft; saliency
+        (B, H, W) >= 0, required.  perm (B,) / lam in [0, 1] / grid (>= 2, dividing H and W)
+        override the random draws (grid side, then permutation, then lambda ~ Beta(alpha,
+        alpha), from ``generator``)."""
         cfg = self.config
-        check_rank("x", x, 4, "(B, C, H, W)")
-        if saliency is None:
-            raise ValueError("saliency (B, H, W) is required: compute it with PuzzleMix.prepare")
-        validate_saliency(saliency, x)
         b, _, h, w = x.shape
-        if b < 1:
-            raise ValueError("x must hold at least one example")
         targets = to_soft_targets(y, num_classes or cfg.num_classes, b)
         rng = numpy_rng(generator)
         if grid is None:
             grid = draw_grid_size(cfg.grid_sizes, rng)
-        check_positive_int("grid", grid, 1)
+        check_positive_int("grid", grid, 2)
         if h % grid or w % grid:
             raise ValueError(f"grid={grid} (from grid_sizes) must divide the image size {h}x{w}")
         if perm is None:
             perm = make_pairing(cfg.pairing, b, images=x, generator=generator, device=x.device)
-        check_permutation("perm", perm, b)
         perm = perm.to(x.device).long()
         if lam is None:
             lam = draw_lambda(cfg.alpha, rng)
-        check_unit_interval("lam", lam)
         if adversarial is not None and adversarial.noise.shape != x.shape:
             raise ValueError(f"adversarial.noise must have shape {tuple(x.shape)}")
         timings: dict[str, float] = {}

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from ._checks import check_batch, check_choice, check_finite_nonneg, check_rank
+from ._checks import check_batch, check_choice, check_rank
 
 
 @dataclass(frozen=True)
@@ -91,17 +91,6 @@ def pool_saliency(saliency: torch.Tensor, grid: int | tuple[int, int]) -> torch.
     total = pooled.flatten(1).sum(1).reshape(-1, 1, 1)
     uniform = torch.full_like(pooled, 1.0 / (gh * gw))
     return torch.where(total > 0, pooled / torch.where(total > 0, total, 1.0), uniform)
-
-
-def validate_saliency(saliency: torch.Tensor, x: torch.Tensor) -> None:
-    check_rank("saliency", saliency, 3, "(B, H, W)")
-    check_batch("saliency", saliency, x.shape[0])
-    if tuple(saliency.shape[1:]) != tuple(x.shape[2:]):
-        raise ValueError(
-            f"saliency must have shape (B, H, W) = {(x.shape[0], *x.shape[2:])}, "
-            f"got {tuple(saliency.shape)}"
-        )
-    check_finite_nonneg("saliency", saliency)
 
 
 def draw_grid_size(choices: Sequence[int], rng: np.random.Generator) -> int:

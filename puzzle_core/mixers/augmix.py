@@ -15,14 +15,13 @@ hard-codes 32).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .._checks import check_choice
+from .._checks import check_choice, check_generator, check_images
 from .._random import numpy_rng
 from .base import Mixer, MixResult
 from .registry import register
@@ -100,11 +99,14 @@ def augmix_loss(
 class AugMix(Mixer):
     """AugMix as a batch transform with the common interface.  ``mix`` returns the first
     augmented view as ``x`` and, with ``jsd``, both views in ``info["views"]`` for
-    :func:`augmix_loss`; labels are unchanged (one-hot).  x as the model sees it: ``mean``/``std``
-    map it to [0, 1] (None: already there); images are processed as 8-bit, like the PIL pipeline.
+    :func:`augmix_loss`; labels are unchanged (one-hot).  x (B, C, H, W) with C = 1 or 3 (PIL
+    modes "L" / "RGB") as the model sees it: ``mean``/``std`` map it to [0, 1] (None: already
+    there); images are processed as 8-bit, like the PIL pipeline.
     """
 
     name = "augmix"
+    channels = (1, 3)
+    image_info = ("views",)
 
     def __init__(
         self,
@@ -126,6 +128,8 @@ class AugMix(Mixer):
             raise ValueError(f"severity must be in [1, 10], got {severity}")
         if width < 1 or depth == 0 or depth < -1:
             raise ValueError(f"width must be >= 1 and depth -1 or >= 1, got {width}, {depth}")
+        if not alpha > 0:  # Beta(alpha, alpha) and Dirichlet(alpha) need alpha > 0
+            raise ValueError(f"alpha must be > 0, got {alpha}")
         self.severity, self.width, self.depth, self.alpha = severity, width, depth, alpha
         self.ops, self.blend, self.jsd, self.mean, self.std = ops, blend, jsd, mean, std
 
@@ -138,7 +142,18 @@ class AugMix(Mixer):
         return mean, std
 
     def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One AugMix view of every image: x (B, C, H, W) -> same shape and space."""
+        """One AugMix view of every image: x (B, C, H, W), C = 1 or 3, float (finite) -> same
+        shape and space."""
+        check_generator(generator)
+        check_images(x)
+        if x.dtype == torch.uint8 or x.shape[1] not in self.channels:
+            raise ValueError(
+                f"augment takes float x with 1 or 3 channels, got {x.dtype} with C={x.shape[1]} "
+                "(uint8 images: use mix)"
+            )
+        return self._augment(x, generator)
+
+    def _augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         rng = numpy_rng(generator)
         mean, std = self._stats(x)
         pix = ((x.float() * std + mean).clamp(0, 1) * 255).round().to(torch.uint8).cpu()
@@ -163,10 +178,10 @@ class AugMix(Mixer):
         aug = torch.stack(out).to(x.device)
         return ((aug - mean) / std).to(x.dtype)
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator) -> MixResult:
         targets = self._targets(x, y)
         b = x.shape[0]
-        views = [self.augment(x, generator) for _ in range(2 if self.jsd else 1)]
+        views = [self._augment(x, generator) for _ in range(2 if self.jsd else 1)]
         ident = torch.arange(b, device=x.device)
         info = {"views": tuple(views)}
         return MixResult(views[0], targets, ident, torch.ones(b, device=x.device), info)

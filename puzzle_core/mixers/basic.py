@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from .._checks import check_choice
+from .._checks import check_choice, check_images
 from .._random import draw_lambda, numpy_rng
 from ..pairing import PAIRINGS
 from .base import Mixer, MixResult
@@ -21,7 +20,7 @@ class Vanilla(Mixer):
 
     name = "vanilla"
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kwargs: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator) -> MixResult:
         targets = self._targets(x, y)
         b = x.shape[0]
         return MixResult(
@@ -56,7 +55,8 @@ class InputMixup(Mixer):
         check_choice("pairing", pairing, PAIRINGS)
         self.alpha, self.per_sample, self.pairing = alpha, per_sample, pairing
 
-    def mix(self, x, y, saliency=None, *, generator=None, perm=None, lam=None, **kw) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator, perm=None, lam=None) -> MixResult:
+        """``perm`` (B,) and ``lam`` in [0, 1] override the draws."""
         targets = self._targets(x, y)
         b = x.shape[0]
         rng = numpy_rng(generator)
@@ -121,7 +121,11 @@ class ManifoldMixup(Mixer):
         y: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, ManifoldPlan]:
-        """One mixed forward -> (logits, soft targets (B, K), the plan)."""
+        """One mixed forward: x (B, C, H, W) float as the model takes it, y (B,) or (B, K) ->
+        (logits, soft targets (B, K), the plan)."""
+        check_images(x)
+        if x.dtype == torch.uint8:
+            raise ValueError("ManifoldMixup.forward takes float x (the model's input), got uint8")
         targets = self._targets(x, y)
         plan = self.plan(x.shape[0], generator)
         supported = getattr(model, "mix_layers", None)
@@ -131,7 +135,7 @@ class ManifoldMixup(Mixer):
         ratio = torch.full((x.shape[0],), plan.lam, device=x.device)
         return logits, self._labels(targets, plan.perm.to(x.device), ratio), plan
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator) -> MixResult:
         if self.layers != (0,):
             raise ValueError(
                 "manifold mixup mixes hidden layers: call ManifoldMixup.forward(model, x, y) "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -96,11 +95,12 @@ class CutMix(Mixer):
             raise ValueError(f"alpha must be >= 0, got {alpha}")
         self.alpha, self.variant, self.prob, self.per_sample = alpha, variant, prob, per_sample
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator, perm=None) -> MixResult:
+        """``perm`` (B,) overrides the pairing."""
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = self._pair(x, generator, kw.get("perm"))
+        perm = self._pair(x, generator, perm)
         if rng.random() >= self.prob:  # not applied this batch
             ratio = torch.ones(b, device=x.device)
             return MixResult(x, targets, perm, ratio, {"boxes": []})
@@ -172,11 +172,12 @@ class SaliencyMix(Mixer):
         r, c = np.unravel_index(int(np.argmax(sal)), sal.shape)
         return int(r), int(c)
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator, perm=None) -> MixResult:
+        """``perm`` (B,) overrides the pairing."""
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = self._pair(x, generator, kw.get("perm"))
+        perm = self._pair(x, generator, perm)
         if rng.random() >= self.prob:
             return MixResult(x, targets, perm, torch.ones(b, device=x.device), {"boxes": []})
         lam = draw_lambda(self.alpha, rng)

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
 
 import gco
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_batch, check_choice, check_rank
+from .._checks import check_choice
 from .._random import numpy_rng
 from .base import Mixer, MixResult
 from .registry import register
@@ -99,9 +98,13 @@ def solve_output(
 ) -> np.ndarray:
     """One output's subproblem, min_z sum_cells u(z) + beta sum_nbrs V(z_u, z_w) with the code's
     label cost V, by gco swap.  unary_k (m, n) per input; a half's unary is the mean of its
-    parents' minus 5e-4 -> label index per cell (n,)."""
+    parents' minus 5e-4 -> label index per cell (n,).  With a single label (a partition of one
+    input) the only labelling, every cell label 0, is returned without gco (which aborts the
+    process below 2 labels)."""
     m = unary_k.shape[0]
     vecs = label_vectors(m, halves)
+    if len(vecs) == 1:
+        return np.zeros(grid * grid, dtype=np.int64)
     unary = vecs @ unary_k  # (L, n)
     unary[m:] -= _HALF_BONUS
     unary = unary - unary.min(0, keepdims=True)  # per-cell shift: same minimiser
@@ -197,9 +200,16 @@ def peak_distances(saliency: torch.Tensor) -> np.ndarray:
 
 @register("comixup")
 class CoMixup(Mixer):
-    """Co-Mixup behind the common interface; ``saliency`` is the input-gradient map (B, H, W).
-    Defaults: the README's CIFAR-100 settings (part 20, grid 4, alpha 2.0, beta 0.32, gamma 1.0,
-    tau 0.83 hard, eta 0.05, omega 0.001, 4 sweeps)."""
+    """Co-Mixup behind the common interface: x (B, C, H, W) with ``grid`` dividing H and W;
+    ``saliency`` the input-gradient map (B, H, W), >= 0 (required).  Defaults: the README's
+    CIFAR-100 settings (part 20, grid 4, alpha 2.0, beta 0.32, gamma 1.0, tau 0.83 hard, eta
+    0.05, omega 0.001, 4 sweeps).
+
+    Partitions are consecutive runs of ``part`` examples, the last one shorter (the code's
+    ``ceil(B / part)`` loop).  A partition of one image (B = 1, or B = k part + 1) has a single
+    feasible labelling, every cell from that image: its output is the image itself with its own
+    label (share 1).  The code hands that case to gco, which aborts the process (gco needs >= 2
+    labels); here the subproblem's only solution is returned without gco."""
 
     name = "comixup"
     saliency = "input_gradient"
@@ -226,8 +236,8 @@ class CoMixup(Mixer):
         for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("eta", eta)):
             if v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
-        if part < 1 or niter < 1 or not (grid == -1 or grid >= 1):
-            raise ValueError("part and niter must be >= 1 and grid >= 1 (or -1 for random)")
+        if part < 1 or niter < 1 or not (grid == -1 or grid >= 2):
+            raise ValueError("part and niter must be >= 1 and grid >= 2 (or -1 for random)")
         self.alpha, self.beta, self.gamma, self.eta = alpha, beta, gamma, eta
         self.thres, self.thres_type, self.omega = thres, thres_type, omega
         self.grid, self.part, self.niter, self.half_labels = grid, part, niter, half_labels
@@ -247,12 +257,8 @@ class CoMixup(Mixer):
         compat = (1 - self.omega) * np.eye(m) + self.omega * peak_distances(saliency)
         return CoMixupProblem(cost, compat, grid, self.beta / n, self.gamma / n, self.thres * n)
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator) -> MixResult:
         targets = self._targets(x, y)
-        if saliency is None:
-            raise ValueError("Co-Mixup needs saliency (B, H, W)")
-        check_rank("saliency", saliency, 3, "(B, H, W)")
-        check_batch("saliency", saliency, x.shape[0])
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
         grid = self.grid if self.grid > 0 else int(2 ** rng.integers(1, 5))

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .._checks import check_batch, check_choice, check_rank, check_unit_interval
+from .._checks import check_choice, check_unit_interval
 from .._random import numpy_rng
 from ..pairing import PAIRINGS, make_pairing
 from ..saliency import gaussian_blur, spectral_residual_saliency
@@ -25,8 +25,9 @@ class GuidedMixup(Mixer):
     """z_i = blur(S_i) / sum (sum-to-1 maps); pixel ratio m_i = z_i / (z_i + z_perm(i)) (Eq. 2);
     x~ = m x + (1 - m) x[perm]; label weight mean(m_i) (Eq. 3).
 
-    saliency_source: "sr" (spectral residual of the image, computed here) or "ap" (the input
-    gradient saliency shared with Puzzle Mix, passed in as ``saliency``).
+    x (B, C, H, W).  saliency_source: "sr" (spectral residual of the image, computed here) or
+    "ap" (the input gradient saliency shared with Puzzle Mix, passed in as ``saliency`` (B, H, W)
+    with x's H, W, finite and >= 0; an all-zero map counts as uniform).
     pairing: "greedy" (Algorithm 1, the paper; the public CIFAR code silently used random
     pairing), "random" or "exact" (small batches).
     blur: "code" (the public code blurs once more before mixing: SR twice, AP once) or "paper"
@@ -66,12 +67,11 @@ class GuidedMixup(Mixer):
         else:
             if saliency is None:
                 raise ValueError("GuidedMixup(saliency_source='ap') needs saliency (B, H, W)")
-            check_rank("saliency", saliency, 3, "(B, H, W)")
-            check_batch("saliency", saliency, x.shape[0])
             s = gaussian_blur(saliency.float())
         return _normalise(s.clamp(min=0))
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator, perm=None) -> MixResult:
+        """``perm`` (B,) overrides the pairing."""
         targets = self._targets(x, y)
         b = x.shape[0]
         rng = numpy_rng(generator)
@@ -79,8 +79,8 @@ class GuidedMixup(Mixer):
             ident = torch.arange(b, device=x.device)
             return MixResult(x, targets, ident, torch.ones(b, device=x.device), {"mixed": False})
         z = self.maps(x, saliency)
-        if kw.get("perm") is not None:
-            perm = self._pair(x, generator, kw["perm"])
+        if perm is not None:
+            perm = self._pair(x, generator, perm)
         else:
             perm = make_pairing(self.pairing, b, maps=z, generator=generator, device=x.device)
         zp = z[perm]

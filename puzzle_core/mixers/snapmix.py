@@ -3,12 +3,10 @@ maps (semantic percent maps), as the official code computes them."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_batch, check_rank, check_unit_interval
+from .._checks import check_unit_interval
 from .._random import draw_lambda, numpy_rng
 from .base import Mixer, MixResult
 from .boxes import official_box
@@ -25,13 +23,15 @@ def semantic_percent_map(
     """SPM of every image for its own label: CAM = ReLU-features (B, C, h, w) projected on the
     classifier row of y (weight (K, C), bias (K,): the code includes the bias), bilinearly
     upsampled to ``size`` (align_corners False), shifted to min 0 and normalised to sum 1
-    -> (B, H, W).  Degenerate (constant) maps give NaN, as in the code."""
+    -> (B, H, W).  A degenerate (constant) map, NaN in the code, is all zero here: SnapMix
+    gives it the same area-ratio fallback, and saliency stays finite for the input checks."""
     cam = torch.einsum("bchw,bc->bhw", features, weight[y])
     if bias is not None:
         cam = cam + bias[y].view(-1, 1, 1)
     cam = F.interpolate(cam.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
     cam = cam - cam.flatten(1).min(1).values.view(-1, 1, 1)
-    return cam / cam.flatten(1).sum(1).view(-1, 1, 1)
+    total = cam.flatten(1).sum(1).view(-1, 1, 1)
+    return torch.where(total > 0, cam / total, torch.zeros((), dtype=cam.dtype, device=cam.device))
 
 
 def class_activation_spm(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -52,9 +52,11 @@ class SnapMix(Mixer):
     """Two boxes for the batch, box_a ~ CutMix(lam_a) and box_b ~ CutMix(lam_b) with independent
     lambdas and centres; box_b of the partner is resized (bilinear, align_corners True) into box_a
     of every image.  Label weights (not normalised to 1): rho_a = 1 - sum_{box_a} SPM_self,
-    rho_b = sum_{box_b} SPM_partner; equal labels get rho_a + rho_b each; NaN falls back to the
-    area ratios.  ``saliency`` is the SPM (B, H, W) (see :func:`class_activation_spm`); any
-    non-negative map is normalised to sum 1 per image.  Defaults: prob 1, beta 1 (argparse)."""
+    rho_b = sum_{box_b} SPM_partner; equal labels get rho_a + rho_b each (so a label row sums
+    to rho_a + rho_b in [0, 2], or 2 (rho_a + rho_b) for equal labels); an all-zero map falls
+    back to the area ratios (the code's NaN rule).  ``saliency`` is the SPM (B, H, W) with x's
+    H, W, finite and >= 0 (required; see :func:`class_activation_spm`), normalised to sum 1 per
+    image.  Defaults: prob 1, beta 1 (argparse)."""
 
     name = "snapmix"
     saliency = "cam"
@@ -67,18 +69,15 @@ class SnapMix(Mixer):
         check_unit_interval("prob", prob)
         self.alpha, self.prob = alpha, prob
 
-    def mix(self, x, y, saliency=None, *, generator=None, **kw: Any) -> MixResult:
+    def _mix(self, x, y, saliency, *, generator, perm=None) -> MixResult:
+        """``perm`` (B,) overrides the pairing."""
         targets = self._targets(x, y)
         b, _, h, w = x.shape
         rng = numpy_rng(generator)
-        perm = self._pair(x, generator, kw.get("perm"))
+        perm = self._pair(x, generator, perm)
         ones = torch.ones(b, device=x.device)
         if rng.random() >= self.prob:
             return MixResult(x, targets, perm, ones, {"boxes": [], "rho_b": 0 * ones})
-        if saliency is None:
-            raise ValueError("SnapMix needs the semantic percent maps as saliency (B, H, W)")
-        check_rank("saliency", saliency, 3, "(B, H, W)")
-        check_batch("saliency", saliency, b)
         spm = saliency.float() / saliency.float().flatten(1).sum(1).view(-1, 1, 1)
         box_a = official_box(h, w, draw_lambda(self.alpha, rng), rng)
         box_b = official_box(h, w, draw_lambda(self.alpha, rng), rng)
