@@ -48,13 +48,13 @@ bench: $(STAMP)  ## timings of the mixing stages, side by side
 	$(BIN)/python -m puzzle_core.bench
 
 lint: $(STAMP)  ## ruff + environment.yml in sync with requirements.txt
-	$(BIN)/ruff check puzzle_core tests
-	$(BIN)/ruff format --check puzzle_core tests
+	$(BIN)/ruff check puzzle_core tests notebooks
+	$(BIN)/ruff format --check puzzle_core tests notebooks
 	$(BIN)/python -m puzzle_core.envfile --check
 
 format: $(STAMP)
-	$(BIN)/ruff format puzzle_core tests
-	$(BIN)/ruff check --fix puzzle_core tests
+	$(BIN)/ruff format puzzle_core tests notebooks
+	$(BIN)/ruff check --fix puzzle_core tests notebooks
 
 env: $(STAMP)  ## regenerate environment.yml from requirements.txt
 	$(BIN)/python -m puzzle_core.envfile

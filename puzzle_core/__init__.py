@@ -4,15 +4,8 @@ from .losses import bce_on_softmax, soft_cross_entropy
 from .mask.energy import GridEnergy, boundary_distances, puzzle_energy
 from .mask.exact import solve_exact
 from .mask.swap import solve_swap
-from .puzzlemix import (
-    ABLATIONS,
-    AdversarialNoise,
-    MixOutput,
-    Prepared,
-    PuzzleMix,
-    PuzzleMixConfig,
-    solve_mask,
-)
+from .puzzlemix import AdversarialNoise, Prepared, PuzzleMix, PuzzleMixResult, solve_mask
+from .puzzlemix_config import ABLATIONS, PuzzleMixConfig
 from .saliency import SaliencyResult, compute_saliency, pool_saliency, reduce_gradient
 from .transport import (
     TransportPlan,
@@ -27,7 +20,7 @@ __all__ = [
     "ABLATIONS",
     "AdversarialNoise",
     "GridEnergy",
-    "MixOutput",
+    "PuzzleMixResult",
     "Prepared",
     "PuzzleMix",
     "PuzzleMixConfig",

@@ -1,19 +1,11 @@
 """Input validation shared by the public functions: every failure is a ValueError that names the
-argument and states what was expected.
-
-:class:`CheckedMixer` is the one entry every mixer's ``mix`` / ``__call__`` goes through (the
-mixers of ``puzzle_core.mixers`` and Puzzle Mix alike): it validates x, y, saliency, the
-keywords and the generator, converts uint8 images to float, calls the subclass's ``_mix`` and
-converts the result back."""
+argument and states what was expected (the mixers' entry, :class:`puzzle_core.protocol.Mixer`,
+uses these checks on every batch)."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
@@ -171,109 +163,3 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float in [0, 1] -> uint8 pixels: x * 255 rounded and clamped to 0..255."""
     return (x * 255).round().clamp(0, 255).to(torch.uint8)
-
-
-@functools.cache
-def _mix_keywords(cls: type) -> tuple[str, ...]:
-    """The keyword-only parameters of ``cls._mix`` other than ``generator``: what it accepts."""
-    params = inspect.signature(cls._mix).parameters.values()  # type: ignore[attr-defined]
-    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "generator")
-
-
-_SALIENCY_SOURCES = {
-    "input_gradient": "the input-gradient map (puzzle_core.compute_saliency, or "
-    "PuzzleMix.prepare(...).saliency)",
-    "cam": "the semantic percent maps (puzzle_core.mixers.class_activation_spm)",
-}
-
-
-class CheckedMixer:
-    """The public entry of a mixer; subclasses implement ``_mix(x, y, saliency, *, generator,
-    <their keywords>)``, whose keyword-only parameters are the keywords ``mix`` accepts.
-
-    ``mix(x, y, saliency=None, *, generator=None, **keywords)`` checks, in this order:
-    the keywords (any other -> ValueError listing the accepted ones; ``perm`` (B,) a
-    permutation index tensor and ``lam`` in [0, 1] when given), the generator (None or a CPU
-    torch.Generator), x (:func:`check_images`; ``channels`` when the class restricts them), y
-    (:func:`check_labels` against ``num_classes``), saliency (:func:`check_saliency` when given;
-    required when the class's ``saliency`` is "input_gradient" or "cam").
-
-    uint8 x is mixed as float32 x / 255 (the same rule as torchvision's
-    ``to_dtype(scale=True)``; refused when the mixer de-normalises with mean/std) and the mixed
-    images (``x`` and the ``image_info`` entries of ``info``) are turned back into uint8 by
-    :func:`to_uint8`.  Float x reaches ``_mix`` unchanged (same object, gradients kept)."""
-
-    name = "mixer"
-    saliency: str | None = None
-    channels: tuple[int, ...] | None = None  # accepted C (None: any)
-    image_info: tuple[str, ...] = ()  # info entries holding images in x's space
-
-    def __call__(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        saliency: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.mix(x, y, saliency, generator=generator, **kwargs)
-        return out.x, out.y
-
-    def mix(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        saliency: torch.Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Mix a batch: x (B, C, H, W); y (B,) int or (B, K) soft; saliency (B, H, W) >= 0 or
-        None -> the subclass's result (``x`` (B, C, H, W) in x's dtype, ``y`` (B, K), ``perm``
-        (B,), ``ratio`` (B,), ``info``)."""
-        check_keywords(f"{type(self).__name__}.mix", list(kwargs), _mix_keywords(type(self)))
-        check_generator(generator)
-        check_images(x)
-        b, c = x.shape[:2]
-        if kwargs.get("perm") is not None:
-            check_permutation("perm", kwargs["perm"], b)
-        if kwargs.get("lam") is not None:
-            check_unit_interval("lam", kwargs["lam"])
-        if self.channels is not None and c not in self.channels:
-            accepted = " or ".join(map(str, self.channels))
-            raise ValueError(f"{self.name} takes x with {accepted} channels, got C={c}")
-        num_classes = kwargs.get("num_classes") or getattr(self, "num_classes", None)
-        check_labels(y, num_classes, b)
-        if saliency is not None:
-            check_saliency(saliency, x)
-        elif self.saliency in _SALIENCY_SOURCES:
-            raise ValueError(
-                f"saliency (B, H, W) is required: {self.name} needs saliency = "
-                f"{_SALIENCY_SOURCES[self.saliency]}"
-            )
-        if x.dtype != torch.uint8:
-            return self._mix(x, y, saliency, generator=generator, **kwargs)
-        if getattr(self, "mean", None) is not None:
-            raise ValueError(
-                f"x is uint8 (pixels 0..255) but {self.name} was built with mean/std for "
-                "normalised float inputs: build it without mean/std, or pass normalised float x"
-            )
-        out = self._mix(to_unit_float(x), y, saliency, generator=generator, **kwargs)
-        changes: dict[str, Any] = {"x": to_uint8(out.x)}
-        if self.image_info:
-            info = dict(out.info)
-            for key in self.image_info:
-                v = info[key]
-                info[key] = tuple(map(to_uint8, v)) if isinstance(v, tuple) else to_uint8(v)
-            changes["info"] = info
-        return dataclasses.replace(out, **changes)
-
-    def _mix(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        saliency: torch.Tensor | None,
-        *,
-        generator: torch.Generator | None,
-    ) -> Any:
-        raise NotImplementedError

@@ -2,7 +2,7 @@
 
 The model takes normalised inputs; ``mean``/``std`` map pixels to what it takes.  Puzzle Mix
 reports FGSM error at eps 8/255 on CIFAR-100 (4/255 on Tiny-ImageNet) and, in Table 8, PGD with
-7 steps of 2/255 and a random start (reference-implementation notes 1c, 1b #19)."""
+7 steps of 2/255 and a random start (docs/reference-implementation.md §1c, §1b #19)."""
 
 from __future__ import annotations
 

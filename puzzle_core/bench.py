@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from .compat import official_mixup_graph
-from .puzzlemix import PuzzleMix, PuzzleMixConfig
+from .puzzlemix import PuzzleMix
+from .puzzlemix_config import PuzzleMixConfig
 
 _PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
 
@@ -146,32 +147,13 @@ OVERHEAD_METHODS = (
 )
 
 
-def _train_step(name: str, mixer, model, opt, x, y, g) -> None:
-    """One training step of ``name`` with everything the method needs (saliency pass, CAM,
-    the manifold hook, AugMix's three views)."""
+def _train_step(mixer, model, opt, x, y, g) -> None:
+    """One training step through the mixer protocol (``apply`` then ``loss``): whatever the
+    method needs (saliency pass, CAM, the manifold hook, AugMix's three views) is its own."""
     from .losses import soft_cross_entropy
-    from .mixers import augmix_loss, class_activation_spm
-    from .saliency import compute_saliency
 
-    if name == "manifold_mixup":
-        logits, targets, _ = mixer.forward(model, x, y, generator=g)
-        loss = soft_cross_entropy(logits, targets)
-    elif name == "augmix":
-        a1, a2 = mixer.mix(x, y, generator=g).info["views"]
-        lc, l1, l2 = model(torch.cat([x, a1, a2])).chunk(3)
-        loss = augmix_loss(lc, l1, l2, y)
-    else:
-        sal = None
-        if mixer.saliency == "input_gradient":
-            sal = (
-                mixer.prepare(model, x, y, generator=g).saliency
-                if hasattr(mixer, "prepare")
-                else compute_saliency(model, x, y).saliency
-            )
-        elif mixer.saliency == "cam":
-            sal = class_activation_spm(model, x, y)
-        out = mixer.mix(x, y, sal, generator=g)
-        loss = soft_cross_entropy(model(out.x), out.y)
+    mixed = mixer.apply(model, x, y, generator=g)
+    loss = mixer.loss(model, x, y, mixed, soft_cross_entropy)
     opt.zero_grad()
     loss.backward()
     opt.step()
@@ -186,7 +168,7 @@ def overhead(
     """Augmentation overhead in the format of GuidedMixup Table 2: per method and batch size,
     the extra training-step time over vanilla (%), measured side by side (methods interleaved
     within every repeat) on the same model; 32x32 RGB photographs, 100 classes, CPU."""
-    from .mixers import build
+    from .mixers import build_for_data
     from .models import build_model
 
     torch.set_num_threads(1)
@@ -198,25 +180,20 @@ def overhead(
     model = build_model(model_name, num_classes=100)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    extra = {"num_classes": 100}
-    mixers = {}
-    for name in methods:
-        kw = dict(extra)
-        if name in ("saliencymix", "augmix", "puzzlemix"):
-            kw.update(mean=CIFAR_MEAN, std=CIFAR_STD)
-        if name == "comixup":
-            kw.update(part=min(20, min(batch_sizes)))
-        mixers[name] = build(name, **kw)
+    mixers = {
+        name: build_for_data(name, {}, num_classes=100, mean=CIFAR_MEAN, std=CIFAR_STD)
+        for name in methods
+    }
     times: dict[tuple[str, int], list[float]] = {}
     for b in batch_sizes:
         x, y = x_all[:b], y_all[:b]
-        for name, mixer in mixers.items():  # warm-up (numba compile, caches)
-            _train_step(name, mixer, model, opt, x, y, torch.Generator().manual_seed(0))
+        for mixer in mixers.values():  # warm-up (numba compile, caches)
+            _train_step(mixer, model, opt, x, y, torch.Generator().manual_seed(0))
         for r in range(repeats):
             for name, mixer in mixers.items():
                 g = torch.Generator().manual_seed(r)
                 t0 = time.perf_counter()
-                _train_step(name, mixer, model, opt, x, y, g)
+                _train_step(mixer, model, opt, x, y, g)
                 times.setdefault((name, b), []).append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(

@@ -23,8 +23,8 @@ BEST_BASELINE = "best baseline"
 
 @dataclass(frozen=True)
 class Claim:
-    """``better`` beats ``worse`` on ``metric`` in ``table`` (``worse_table`` when the other row
-    lives in another table: Table 7's ablations against Table 2's full model)."""
+    """``better`` beats ``worse`` on ``metric`` in ``table`` (Table 7 lists Table 2's full model
+    as a row of its own: the same run, shared by address)."""
 
     id: str
     source: str  # "Table 2", "Figure 2 (c)", ...
@@ -33,8 +33,6 @@ class Claim:
     metric: str
     better: str
     worse: str
-    worse_table: str | None = None
-    better_table: str | None = None
     origin: str = "paper"
 
     @property
@@ -42,10 +40,8 @@ class Claim:
         return self.metric.endswith("_err") or self.metric in ("loss", "label_mismatch")
 
     def text(self) -> str:
-        bt = f" ({self.better_table})" if self.better_table else ""
-        wt = f" ({self.worse_table})" if self.worse_table else ""
         word = "lower" if self.lower_is_better else "higher"
-        return f"{self.better}{bt} has {word} {self.metric} than {self.worse}{wt}"
+        return f"{self.better} has {word} {self.metric} than {self.worse}"
 
 
 _Q_T2 = (
@@ -165,7 +161,6 @@ def paper_claims() -> list[Claim]:
                 "top1_err",
                 "puzzlemix",
                 row,
-                better_table="table2",
             )
         )
     c += [

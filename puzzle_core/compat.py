@@ -1,8 +1,8 @@
 """The official ``mixup_graph`` (snu-mllab/PuzzleMix, ``mixup.py``) re-expressed on this
 project's algorithms, for parity checks against cases produced by running the official code.
 
-Everything here follows the reference numerics on purpose, including its quirks (see the
-reference-implementation notes, section 1a/1b): beta scaled by 1/(16 g), gamma relative to the
+Everything here follows the reference numerics on purpose, including its quirks (see
+docs/reference-implementation.md §1a, §1b): beta scaled by 1/(16 g), gamma relative to the
 scaled beta, eta / g^2 with 1e-8 inside the log, the energy truncated to int32 at 1000 g^2 and
 handed to gco in float mode, the transport cost with binarised masks, the conflict step with
 non-choosers counted as 0, exactly g transport steps, partial plans and zero patches.  The float32
@@ -88,7 +88,8 @@ def official_mixup_graph(
     block_size = width // block_num
     neigh_size = min(neigh_size, block_size)
     t_size = min(t_size, block_size)
-    beta_s = beta / block_num / 16  # reference scaling of beta (notes 1b #2)
+    # reference scaling of beta (docs/reference-implementation.md §1b #2)
+    beta_s = beta / block_num / 16
 
     grad_pool = F.avg_pool2d(saliency, block_size)
     unary_self = grad_pool / grad_pool.reshape(batch, -1).sum(1).reshape(batch, 1, 1)
@@ -96,7 +97,8 @@ def official_mixup_graph(
 
     x_pix = input1 * std_t + mean_t
     d_v, d_h = boundary_distances(x_pix, x_pix[indices], block_num, neigh_size)
-    pw_x = beta_s * gamma * d_v  # phi = gamma * beta_s * d (notes 1b #3)
+    # phi = gamma * beta_s * d (docs/reference-implementation.md §1b #3)
+    pw_x = beta_s * gamma * d_v
     pw_y = beta_s * gamma * d_h
 
     # decomposition of phi into unary shares plus an interaction, in the code's order

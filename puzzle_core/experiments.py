@@ -5,13 +5,15 @@ scaled by the profiles of :mod:`puzzle_core.run.profiles`), the numbers the pape
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .run import get_profile, load_config
+from .run import TrainConfig, get_profile, load_config
 from .run.profiles import dataset_present
+from .run.rundir import RunDirError, atomic_write, identity, read_config, read_json_object
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,9 +62,68 @@ def run_root_default() -> Path:
     return Path(env) if env else ROOT / "experiments" / "runs"
 
 
-def seed_dir(root: str | Path, profile: str, table: str, row: str, seed: int) -> Path:
-    """The run directory of one seed of one row: ``root/profile/table/row/seed<k>``."""
-    return Path(root) / profile / table / row / f"seed{seed}"
+def run_address(root: str | Path, cfg: TrainConfig) -> Path:
+    """Where the run of ``cfg`` lives: ``root/<profile>/runs/<method>-<identity>``, the identity
+    a hash of the resolved config and seed (:func:`puzzle_core.run.rundir.identity`), so that an
+    identical run listed by several tables is trained once."""
+    return Path(root) / cfg.profile / "runs" / f"{cfg.method}-{identity(cfg.to_dict())}"
+
+
+def table_index(root: str | Path, profile: str, table: str) -> dict[str, dict[int, Path]]:
+    """{row: {seed: run directory}} of the runs ``table`` lists at ``profile`` (its
+    ``runs.json``, written by :func:`run_table`); {} when it has not run."""
+    path = Path(root) / profile / table / "runs.json"
+    if not path.is_file():
+        return {}
+    index = read_json_object(path, "the table's index of runs", "delete it and run the table")
+    base = Path(root) / profile
+    try:
+        return {
+            row: {int(seed): base / name for seed, name in by_seed.items()}
+            for row, by_seed in index["rows"].items()
+        }
+    except (KeyError, AttributeError, TypeError, ValueError) as exc:
+        raise RunDirError(f"{path}: not an index of rows and seeds ({exc}); delete it") from exc
+
+
+def _write_index(root: Path, profile: str, table: str, entries: dict[str, dict[int, Path]]) -> None:
+    """Merge ``entries`` into the table's ``runs.json`` (run paths relative to the profile)."""
+    current = table_index(root, profile, table)
+    for row, by_seed in entries.items():
+        current.setdefault(row, {}).update(by_seed)
+    base = root / profile
+    rows = {
+        row: {str(seed): d.relative_to(base).as_posix() for seed, d in sorted(by_seed.items())}
+        for row, by_seed in sorted(current.items())
+    }
+    (base / table).mkdir(parents=True, exist_ok=True)
+    atomic_write(base / table / "runs.json", json.dumps({"rows": rows}, indent=1).encode())
+
+
+def adopt_legacy_runs(root: str | Path, profile: str) -> list[Path]:
+    """Move runs of the earlier layout (``root/profile/<table>/<row>/seed<k>/``) to their
+    addresses, and list them in their tables' indexes -> the new directories.  Finished and
+    interrupted runs are kept, never retrained; a run whose address is taken is left in place."""
+    from .run import TrainConfig
+
+    base = Path(root) / profile
+    moved = []
+    for cfg_path in sorted(base.glob("*/*/seed*/config.json")):
+        old = cfg_path.parent
+        table, row, seed_name = old.parent.parent.name, old.parent.name, old.name
+        if table == "runs" or not seed_name[4:].isdigit():
+            continue
+        cfg = TrainConfig(**read_config(cfg_path))
+        new = run_address(root, cfg)
+        if new.exists():
+            continue
+        new.parent.mkdir(parents=True, exist_ok=True)
+        old.rename(new)
+        _write_index(Path(root), profile, table, {row: {int(seed_name[4:]): new}})
+        moved.append(new)
+        if not any(old.parent.iterdir()):
+            old.parent.rmdir()
+    return moved
 
 
 def _run_one(args: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
@@ -90,8 +151,9 @@ def run_table(
     progress: bool = True,
 ) -> dict[str, dict[int, dict[str, Any]]]:
     """Train (or resume, or skip when finished) every row of ``table`` at ``profile``, once per
-    seed (``seeds``, default: the profile's) -> {row: {seed: results}}.  Runs land in
-    ``run_root/<profile>/<table>/<row>/seed<k>/``; ``jobs`` > 1 runs them in parallel processes
+    seed (``seeds``, default: the profile's) -> {row: {seed: results}}.  Each run lives at its
+    :func:`run_address` (shared with every table that lists the same run), and the table's
+    ``runs.json`` maps its rows and seeds to them; ``jobs`` > 1 runs them in parallel processes
     (one thread each)."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -107,14 +169,18 @@ def run_table(
     if unknown:
         raise ValueError(f"rows {unknown} are not rows of {table}: {list(configs)}")
     root = Path(run_root) if run_root is not None else run_root_default()
+    adopt_legacy_runs(root, prof.name)
     work, keys = [], []
+    index: dict[str, dict[int, Path]] = {}
     for row in names:  # row-major: the table's slow rows do not all wait for the end
         for seed in seeds:
             extra = {"data_root": data_root, "device": device, "progress": progress and jobs == 1}
             cfg = load_config(configs[row], profile, **{**extra, **(overrides or {}), "seed": seed})
-            where = seed_dir(root, prof.name, table, row, seed)
+            where = run_address(root, cfg)
+            index.setdefault(row, {})[seed] = where
             work.append((str(configs[row]), cfg.to_dict(), str(where)))
             keys.append((row, seed))
+    _write_index(root, prof.name, table, index)
     if jobs == 1:
         results = [_run_one(w) for w in work]
     else:
@@ -127,3 +193,47 @@ def run_table(
     for (row, seed), res in zip(keys, results, strict=True):
         out[row][seed] = res
     return out
+
+
+def notebook_folder(run_root: str, profile: str, name: str, out_dir: str = "") -> tuple[Path, Path]:
+    """(run root, the notebook's folder for its tables and figures) from a notebook's parameters;
+    an empty string means the default (:func:`run_root_default`, ``<root>/<profile>/<name>``).
+    The folder is created."""
+    root = Path(run_root) if run_root else run_root_default()
+    out = Path(out_dir) if out_dir else root / profile / name
+    out.mkdir(parents=True, exist_ok=True)
+    return root, out
+
+
+def train_table(
+    table: str,
+    profile: str,
+    root: Path,
+    out: Path,
+    *,
+    data_root: str = "data",
+    device: str = "cpu",
+    jobs: int = 1,
+    seeds: Sequence[int] = (),
+    rows: Sequence[str] = (),
+) -> dict[str, dict[int, dict[str, Any]]]:
+    """A table notebook's training: every row (``rows``, default the profile's) once per seed
+    (``seeds``, default the profile's) -> {row: {seed: results}}.  When a data set the table
+    needs is absent, says so, writes ``out/unavailable.txt`` (the report shows it) and returns
+    {} instead of numbers."""
+    missing = missing_data(table, profile, data_root)
+    if missing:
+        print("cannot reproduce", table, "at this profile:", missing)
+        (out / "unavailable.txt").write_text(missing)
+        return {}
+    (out / "unavailable.txt").unlink(missing_ok=True)
+    return run_table(
+        table,
+        profile,
+        run_root=root,
+        data_root=data_root,
+        device=device,
+        jobs=jobs,
+        seeds=list(seeds) or None,
+        rows=list(rows) or None,
+    )

@@ -13,7 +13,7 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 def bce_on_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The reference code's loss for every CIFAR/Tiny-ImageNet method: BCELoss(softmax(logits),
-    targets) averaged over B x K entries (reference-implementation notes, "Loss")."""
+    targets) averaged over B x K entries (docs/reference-implementation.md §1a "Loss", §1b #17)."""
     return F.binary_cross_entropy(F.softmax(logits, dim=1), targets)
 
 

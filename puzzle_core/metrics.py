@@ -29,7 +29,8 @@ def median_of_last(values: Sequence[float], n: int = 10) -> float:
 
 def corruption_error(accuracy: dict[str, Sequence[float]]) -> float:
     """CIFAR-100-C error as the reference computes it: 100 - mean over corruption types of the
-    mean accuracy (%) over the severities (no AlexNet normalisation; notes 1c)."""
+    mean accuracy (%) over the severities (no AlexNet normalisation;
+    docs/reference-implementation.md §1c)."""
     if not accuracy:
         raise ValueError("accuracy must name at least one corruption")
     per_type = [sum(v) / len(v) for v in accuracy.values()]

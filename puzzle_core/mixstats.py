@@ -96,22 +96,19 @@ def mixing_statistics(
     None; ``model`` is the fixed classifier (put in eval mode; its parameter gradients are
     cleared afterwards).  -> {name: (B,) float tensor} for :data:`STATISTICS` (object entries
     only with masks) plus ``ratio`` (the self weight of the mixed label)."""
-    from .run.step import mix_batch
-
     check_rank("x", x, 4, "(B, C, H, W)")
     check_batch("y", y, x.shape[0], "x")
     if object_masks is not None:
         check_batch("object_masks", object_masks, x.shape[0], "x")
         if object_masks.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"object_masks must be (B, H, W) = {(x.shape[0], *x.shape[-2:])}")
-    name = getattr(mixer, "name", type(mixer).__name__)
-    if name in ("augmix", "manifold_mixup") or hasattr(mixer, "pre_transform"):
-        raise ValueError(f"mixer {name!r} does not mix input pixels linearly: no statistics")
+    if not mixer.mixes_pixels:
+        raise ValueError(f"mixer {mixer.name!r} does not mix input pixels linearly: no statistics")
     model.eval()
     sal = compute_saliency(model, x, y, mode="eval").saliency.detach()
     sal = sal / sal.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
     xr = x.detach().clone().requires_grad_(True)
-    out = mix_batch(mixer, model, xr, y, generator)
+    out = mixer.apply(model, xr, y, generator=generator)
     model.zero_grad(set_to_none=True)
     g = contribution_maps(out.x, xr).detach()  # (B, B, H, W)
     mixed = out.x.detach()

@@ -5,8 +5,8 @@ Table 8).  A pairing is a permutation ``perm`` (B,): example i mixes with partne
 * greedy: GuidedMixup's Algorithm 1 as its code implements it (one cycle cover: first edge is the
   largest distance, then each step goes to the farthest unvisited example; no self pairs, no
   symmetric pairs, every image once as source and once as target).  The paper's pseudo-code
-  blanks the wrong column and can close the cycle early; the code's rule is used (baselines
-  notes 8.3);
+  blanks the wrong column and can close the cycle early; the code's rule is used (docs/baselines.md
+  §8.3);
 * exact: the optimum of Eq. 1 by enumeration, for small batches (the oracle).
 """
 

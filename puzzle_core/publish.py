@@ -3,8 +3,9 @@
 
 ``python -m puzzle_core.publish --profile fmnist [--run-root R] [--dest D]``
 
-Copied: the report (``report.html``, ``report.md``, ``report_figures/``), every run's
-``config.json``, ``results.json`` and ``metrics.jsonl`` (never checkpoints), and the notebooks'
+Copied: the report (``report.html``, ``report.md``, ``report_figures/``), every finished run's
+``config.json``, ``results.json`` and ``metrics.jsonl`` (``runs/<method>-<identity>/``; never
+checkpoints), each table's ``runs.json`` (its rows and seeds -> runs), and the notebooks'
 tables, figures and markers (``*.csv``, ``*.png``, ``*.json``, ``summary.md``).  Written:
 ``provenance.json``: the commits the results came from, package versions, hardware, the date,
 the notebooks' wall times and the summed training time.
@@ -65,6 +66,9 @@ def publish(
         metrics = (run_dir / "metrics.jsonl").read_text().splitlines()
         train_seconds += sum(json.loads(x)["seconds"] for x in metrics if x.strip())
     notebooks: dict[str, Any] = {}
+    for index in sorted(src.glob("*/runs.json")):  # the tables' rows -> runs
+        (out / index.parent.name).mkdir(exist_ok=True)
+        _copy(index, out / index.parent.name / index.name)
     for nb_dir in sorted(p for p in src.iterdir() if p.is_dir() and (p / "done.json").is_file()):
         notebooks[nb_dir.name] = json.loads((nb_dir / "done.json").read_text()).get("seconds")
         for pattern in NOTEBOOK_FILES:

@@ -56,8 +56,6 @@ NOTEBOOKS = (
 PROFILE_NOTEBOOKS = {
     "small": ("propositions", "mixup_gallery", "transport", "table2", "table7", "figure2"),
 }
-# Parameters the older notebooks take (they are not training notebooks).
-_OWN_PARAMETERS = {"propositions": (), "mixup_gallery": ("out_dir",)}
 
 
 def notebook_parameters(
@@ -69,20 +67,22 @@ def notebook_parameters(
     jobs: int,
     seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    out = run_root / profile / name
+    """What the driver passes to notebook ``name``: of profile, data_root, device, jobs,
+    run_root, out_dir and seeds, those its ``parameters`` cell declares."""
+    import papermill as pm
+
     full: dict[str, Any] = {
         "profile": profile,
         "data_root": data_root,
         "device": device,
         "jobs": jobs,
         "run_root": str(run_root),
-        "out_dir": str(out),
+        "out_dir": str(run_root / profile / name),
     }
     if seeds:
         full["seeds"] = list(seeds)
-    if name in _OWN_PARAMETERS:
-        return {k: v for k, v in full.items() if k in _OWN_PARAMETERS[name]}
-    return full
+    declared = pm.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    return {k: v for k, v in full.items() if k in declared}
 
 
 class RunWatcher:
@@ -126,8 +126,7 @@ class RunWatcher:
                 self.log(self.describe(metrics.parent, cfg, lines))
 
     def describe(self, run_dir: Path, cfg: dict[str, Any], lines: list[dict]) -> str:
-        parts = run_dir.relative_to(self.base).parts
-        where = " / ".join(p for p in parts if not p.startswith("seed"))
+        where = ", ".join(self._listed_as(run_dir)) or run_dir.name
         done, total = len(lines), int(cfg["epochs"])
         per = sum(r["seconds"] for r in lines) / done
         left = (total - done) * per
@@ -136,6 +135,19 @@ class RunWatcher:
             f"    {where} / seed {cfg['seed']}: epoch {done}/{total}, {per:.1f} s/epoch, "
             f"top-1 err {lines[-1]['test_top1_err']:.1f} %, {eta}"
         )
+
+    def _listed_as(self, run_dir: Path) -> list[str]:
+        """ "table / row" of every table index under ``base`` that lists ``run_dir``."""
+        out = []
+        for index in sorted(self.base.glob("*/runs.json")):
+            try:
+                rows = json.loads(index.read_text())["rows"]
+            except (OSError, ValueError, KeyError):
+                continue
+            for row, by_seed in rows.items():
+                if run_dir.relative_to(self.base).as_posix() in by_seed.values():
+                    out.append(f"{index.parent.name} / {row}")
+        return out
 
 
 def _finished(marker: Path, params: dict[str, Any], log) -> bool:

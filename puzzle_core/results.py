@@ -2,9 +2,10 @@
 papers' claims judged on them (the verdict rules: :mod:`puzzle_core.verdicts`; the claims and
 their quotes: :mod:`puzzle_core.claims`).
 
-Run directories: ``<run_root>/<profile>/<table>/<row>/seed<k>/`` (``results.json``,
-``metrics.jsonl``); Figure 2's per-image statistics: ``<run_root>/<profile>/figure2/
-figure2_samples.json``.  Nothing here is written by hand: every number and verdict is computed.
+Runs: ``<run_root>/<profile>/runs/<method>-<identity>/`` (``results.json``, ``metrics.jsonl``),
+listed by each table's ``<run_root>/<profile>/<table>/runs.json``; Figure 2's per-image
+statistics: ``<run_root>/<profile>/figure2/figure2_samples.json``.  Nothing here is written by
+hand: every number and verdict is computed.
 """
 
 from __future__ import annotations
@@ -15,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from .claims import BASELINES, BEST_BASELINE, Claim, paper_claims
-from .experiments import paper_results
-from .run.rundir import RunDirError, read_results
+from .experiments import paper_results, table_index
+from .run.rundir import RunDirError, read_metrics, read_results
 from .verdicts import CHANCE_MARGIN, chance_error, estimate, judge, judge_samples, load_noise_floors
 
 METRICS = ("top1_err", "top5_err", "fgsm_err", "pgd_err", "corruption_err")
 # fields that must agree for two runs of one seed to share data, data order and draws
 DATA_IDENTITY = ("dataset", "image_size", "train_examples", "test_examples", "train_fraction")
 Found = dict[str, dict[str, dict[int, dict[str, Any]]]]  # {table: {row: {seed: results}}}
-# rows a table prints from another table's runs (Table 7's reference rows are Table 2's)
-SHARED_ROWS = {"table7": {"puzzlemix": "table2", "vanilla": "table2"}}
 
 
 def metric_values(results: Mapping[str, Any]) -> dict[str, float]:
@@ -38,41 +37,46 @@ def metric_values(results: Mapping[str, Any]) -> dict[str, float]:
 
 
 def collect(run_root: str | Path, profile: str, damaged: list[str] | None = None) -> Found:
-    """{table: {row: {seed: results}}} of every finished run under ``run_root/profile``.
+    """{table: {row: {seed: results}}} of every finished run each table lists (its
+    ``runs.json``) under ``run_root/profile``; a run several tables list appears in each.
 
     A ``results.json`` that is not valid (:func:`puzzle_core.run.rundir.read_results`) raises a
     RunDirError naming it, or, when a ``damaged`` list is given, is skipped and its message
     appended there (the report lists them)."""
     found: Found = {}
     base = Path(run_root) / profile
-    for path in sorted(base.glob("*/*/seed*/results.json")):
-        seed_name = path.parent.name
-        if not seed_name[4:].isdigit():
-            continue
-        row, table = path.parent.parent.name, path.parent.parent.parent.name
+    for index in sorted(base.glob("*/runs.json")):
+        table = index.parent.name
         try:
-            res = read_results(path)
+            rows = table_index(run_root, profile, table)
         except RunDirError as exc:
             if damaged is None:
                 raise
             damaged.append(str(exc))
             continue
-        found.setdefault(table, {}).setdefault(row, {})[int(seed_name[4:])] = res
-    for table, shared in SHARED_ROWS.items():
-        if table in found:
-            for row, source in shared.items():
-                if row in found.get(source, {}):
-                    found[table].setdefault(row, found[source][row])
+        for row, by_seed in rows.items():
+            for seed, run_dir in by_seed.items():
+                if not (run_dir / "results.json").is_file():
+                    continue
+                try:
+                    res = read_results(run_dir / "results.json")
+                except RunDirError as exc:
+                    if damaged is None:
+                        raise
+                    damaged.append(str(exc))
+                    continue
+                found.setdefault(table, {}).setdefault(row, {})[seed] = res
     return found
 
 
 def learning_curves(run_root: str | Path, profile: str, table: str) -> dict[str, dict[int, list]]:
     """{row: {seed: [test top-1 error per epoch]}} from the runs' ``metrics.jsonl``."""
     out: dict[str, dict[int, list]] = {}
-    for path in sorted((Path(run_root) / profile / table).glob("*/seed*/metrics.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        seed = int(path.parent.name[4:])
-        out.setdefault(path.parent.parent.name, {})[seed] = [r["test_top1_err"] for r in rows]
+    for row, by_seed in table_index(run_root, profile, table).items():
+        for seed, run_dir in by_seed.items():
+            rows = read_metrics(run_dir / "metrics.jsonl")
+            if rows:
+                out.setdefault(row, {})[seed] = [r["test_top1_err"] for r in rows]
     return out
 
 
@@ -159,9 +163,8 @@ def _paired(a: Mapping[int, Mapping[str, Any]], b: Mapping[int, Mapping[str, Any
 
 
 def _judge_runs(c: Claim, found: Found, profile: str, floors: dict) -> dict[str, Any]:
-    bt, wt = c.better_table or c.table, c.worse_table or c.table
-    b_runs = found.get(bt, {}).get(c.better, {})
-    rows = found.get(wt, {})
+    b_runs = found.get(c.table, {}).get(c.better, {})
+    rows = found.get(c.table, {})
     worse = c.worse
     if worse == BEST_BASELINE:
         means = {
@@ -241,9 +244,8 @@ def check_claims(
     paper = _paper_numbers()
     lines = []
     for c in paper_claims():
-        bt, wt = c.better_table or c.table, c.worse_table or c.table
-        p_b = paper.get(bt, {}).get(c.better, {}).get(c.metric)
-        p_rows = {r: m[c.metric] for r, m in paper.get(wt, {}).items() if c.metric in m}
+        p_b = paper.get(c.table, {}).get(c.better, {}).get(c.metric)
+        p_rows = {r: m[c.metric] for r, m in paper.get(c.table, {}).items() if c.metric in m}
         p_worse = _best(p_rows) if c.worse == BEST_BASELINE else c.worse
         p_w = p_rows.get(p_worse) if p_worse else None
         if c.table == "figure2":
@@ -266,3 +268,39 @@ def check_claims(
             }
         )
     return pd.DataFrame(lines)
+
+
+def per_seed_table(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> Any:
+    """One line per row and seed: data set, model, epochs, loss, Top-1 / Top-5 error, seconds
+    per epoch (a pandas DataFrame; empty when nothing ran)."""
+    import pandas as pd
+
+    columns = ["dataset", "model", "epochs", "loss", "top1_err", "top5_err", "seconds_per_epoch"]
+    return pd.DataFrame(
+        [
+            {"row": row, "seed": seed, **{c: res.get(c) for c in columns}}
+            for row, by_seed in results.items()
+            for seed, res in by_seed.items()
+        ],
+        columns=["row", "seed", *columns],
+    )
+
+
+def variant_pivot(results: Mapping[str, Mapping[int, Mapping[str, Any]]]) -> Any:
+    """Mean Top-1 error over seeds, methods x variants, for tables whose rows are named
+    ``<method>_<variant>`` (GuidedMixup Tables 6 and 8: ``cutmix_10``, ``puzzlemix_greedy``)."""
+    import pandas as pd
+
+    top1 = pd.DataFrame(
+        [
+            {
+                "method": row.rsplit("_", 1)[0],
+                "variant": row.rsplit("_", 1)[1],
+                "top1_err": sum(r["top1_err"] for r in by.values()) / len(by),
+            }
+            for row, by in results.items()
+            if by
+        ],
+        columns=["method", "variant", "top1_err"],
+    )
+    return top1.pivot(index="method", columns="variant", values="top1_err")

@@ -248,7 +248,7 @@ def test_fashion_mnist_real_files():
     assert 0 <= label < 10 and test.classes[9] == "Ankle boot"
     train_images, train_labels, _ = load_fashion_mnist_arrays(train=True)
     assert train_images.shape == (60000, 28, 28) and np.bincount(train_labels).min() == 6000
-    assert abs(train_images.mean() - 72.94) < 0.01  # environment notes
+    assert abs(train_images.mean() - 72.94) < 0.01  # pixel mean of the published training set
     x = fashion_mnist_transforms(train=True, size=32, channels=3)(img)
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
 

@@ -225,7 +225,7 @@ def test_spectral_residual_is_batched_and_finds_an_object():
 
 def _paper_algorithm1_as_printed(w):
     """GuidedMixup Algorithm 1 as printed: blanks the new target's column and never i_first
-    (baselines notes 8.3).  Kept here to show the constraint check can fail."""
+    (docs/baselines.md §8.3).  Kept here to show the constraint check can fail."""
     w = w.clone()
     b = w.shape[0]
     w.fill_diagonal_(0)

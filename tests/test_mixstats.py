@@ -89,9 +89,7 @@ def test_puzzlemix_outputs_are_made_of_whole_pixels(batch):
     x, y, masks, model = batch
     mixer = build("puzzlemix", num_classes=10, mean=MEAN, std=STD)
     xr = x.clone().requires_grad_(True)
-    from puzzle_core.run.step import mix_batch
-
-    out = mix_batch(mixer, model, xr, y, torch.Generator().manual_seed(2))
+    out = mixer.apply(model, xr, y, generator=torch.Generator().manual_seed(2))
     g = contribution_maps(out.x, xr)
     # every output pixel is one convex combination of source pixels (Eq. 2 with transport)
     assert torch.allclose(g.sum((1, 2, 3)), torch.full((12,), 32 * 32.0), atol=1e-3)

@@ -38,10 +38,10 @@ def _model(name: str, k: int = 10, in_channels: int = 3, stem: str = "cifar") ->
 @pytest.mark.parametrize(
     "name,k,count",
     [
-        ("preactresnet18", 100, 11_217_316),  # notes 1f
-        ("preactresnet18", 200, 11_268_616),  # notes 1f
-        ("wrn28_10", 100, 36_546_980),  # notes 1f
-        ("wrn28_10", 200, 36_611_080),  # notes 1f
+        ("preactresnet18", 100, 11_217_316),  # docs/reference-implementation.md §1f
+        ("preactresnet18", 200, 11_268_616),  # docs/reference-implementation.md §1f
+        ("wrn28_10", 100, 36_546_980),  # docs/reference-implementation.md §1f
+        ("wrn28_10", 200, 36_611_080),  # docs/reference-implementation.md §1f
         ("resnet50", 1000, 25_557_032),  # torchvision's documented count
         ("preactresnet18_w16", 100, 712_372),
         ("resnet8", 100, 81_140),
@@ -117,7 +117,7 @@ def test_reference_quirks():
     assert m.conv1.bias is None and m.layer2[0].shortcut is not None
     assert m.layer1[0].shortcut is None
     w = _model("wrn28_10")
-    assert w.bn1.momentum == 0.9  # reference quirk, kept (notes 1f)
+    assert w.bn1.momentum == 0.9  # reference quirk, kept (docs/reference-implementation.md §1f)
     assert w.conv1.bias is not None and w.layer1[0].conv2.bias is not None
     assert w.layer2[0].conv2.stride == (2, 2) and w.layer2[0].conv1.stride == (1, 1)
     assert len(w.layer1) == len(w.layer2) == len(w.layer3) == 4

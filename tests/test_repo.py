@@ -47,3 +47,16 @@ def test_every_notebook_is_in_the_reproduction_pipeline():
 
     stored = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
     assert stored == set(NOTEBOOKS)
+
+
+def test_code_and_notebooks_pass_ruff():
+    """The notebooks are the source of their code (edited in JupyterLab): ruff reads them too."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).with_name("ruff")
+    where = ["puzzle_core", "tests", "notebooks"]
+    for args in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
+        proc = subprocess.run([str(ruff), *args, *where], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from puzzle_core.experiments import table_index
 from puzzle_core.reproduce import NOTEBOOKS, run_notebooks
 
 
@@ -31,12 +32,18 @@ def test_reproduce_a_subset_then_resume(tmp_path):
     assert "| untestable |" in line and "chance" in line
     assert "Table 7 shows that Puzzle Mix with the binary label space" in line
     assert "tr.untestable" in page and "class='untestable'" in page
-    stamp = (base / "table7" / "binary" / "seed0" / "results.json").stat().st_mtime_ns
+    binary = table_index(tmp_path, "smoke", "table7")["binary"][0]
+    assert binary.parent == base / "runs"  # runs live at their address
+    stamp = (binary / "results.json").stat().st_mtime_ns
     # publishing copies results, curves and the report, never checkpoints, with provenance
     from puzzle_core.publish import publish
 
     pub = publish("smoke", run_root=tmp_path, dest=tmp_path / "published")
-    assert (pub / "table7" / "binary" / "seed0" / "metrics.jsonl").is_file()
+    assert table_index(pub.parent, pub.name, "table7") == {
+        row: {seed: pub / d.relative_to(base) for seed, d in by.items()}
+        for row, by in table_index(tmp_path, "smoke", "table7").items()
+    }
+    assert (pub / binary.relative_to(base) / "metrics.jsonl").is_file()
     assert (pub / "report.html").is_file() and (pub / "transport" / "transport.csv").is_file()
     assert not list(pub.glob("**/checkpoint.pt"))
     from puzzle_core.experiments import ROOT
@@ -53,7 +60,7 @@ def test_reproduce_a_subset_then_resume(tmp_path):
         "smoke", run_root=tmp_path, only=["table7", "transport"], log=lines.append
     )
     assert {v["status"] for v in again.values()} == {"skipped"}
-    assert (base / "table7" / "binary" / "seed0" / "results.json").stat().st_mtime_ns == stamp
+    assert (binary / "results.json").stat().st_mtime_ns == stamp
     assert any("skipped" in line for line in lines) and any("report:" in line for line in lines)
     # a table whose data set is absent says so instead of showing numbers
     run_notebooks("mini", run_root=tmp_path, data_root=str(tmp_path / "empty"), only=["table5"])
@@ -192,7 +199,10 @@ def test_noise_floor_is_measured_with_five_seeds_and_stored(tmp_path):
     top1 = stored[("smoke", "top1_err")]
     assert top1.seeds == 5 and top1.row == "table7/mask_only" and "commit" in top1.provenance
     assert top1.sd > 0  # five seeds of a real run do differ
-    assert len(list((tmp_path / "smoke" / "table7" / "mask_only").glob("seed*/results.json"))) == 5
+    runs = table_index(tmp_path, "smoke", "table7")["mask_only"]
+    assert sorted(runs) == [0, 1, 2, 3, 4] and all(
+        (d / "results.json").is_file() for d in runs.values()
+    )
 
 
 def test_run_table_runs_every_seed_and_skips_the_profile_skip_rows(tmp_path):
@@ -201,16 +211,17 @@ def test_run_table_runs_every_seed_and_skips_the_profile_skip_rows(tmp_path):
     from puzzle_core.experiments import run_table
     from puzzle_core.run import PROFILES
 
-    prof = dataclasses.replace(PROFILES["smoke"], skip_rows=("binary",), seeds=(0, 1))
+    skip = ("binary", "puzzlemix", "vanilla")
+    prof = dataclasses.replace(PROFILES["smoke"], skip_rows=skip, seeds=(0, 1))
     out = run_table("table7", prof, run_root=tmp_path, progress=False)
     assert set(out) == {"mask_only"} and set(out["mask_only"]) == {0, 1}
     assert [out["mask_only"][s]["seed"] for s in (0, 1)] == [0, 1]
     res = out["mask_only"][1]
     assert res["provenance"]["packages"]["torch"] and "commit" in res["provenance"]
     assert res["provenance"]["hardware"]["cpus"] >= 1
-    base = tmp_path / "smoke" / "table7"
-    assert sorted(p.name for p in (base / "mask_only").iterdir()) == ["seed0", "seed1"]
-    assert not (base / "binary").exists()
+    index = table_index(tmp_path, "smoke", "table7")
+    assert set(index) == {"mask_only"} and sorted(index["mask_only"]) == [0, 1]
+    assert len(list((tmp_path / "smoke" / "runs").iterdir())) == 2
     # named rows run even when the profile skips them; seeds override the profile's
     named = run_table("table7", prof, run_root=tmp_path, rows=["binary"], seeds=[2])
     assert set(named["binary"]) == {2}
@@ -221,8 +232,12 @@ def test_run_table_runs_every_seed_and_skips_the_profile_skip_rows(tmp_path):
 def test_live_progress_line_per_run_and_epoch(tmp_path):
     from puzzle_core.reproduce import RunWatcher
 
-    run = tmp_path / "table2" / "puzzlemix" / "seed1"
+    run = tmp_path / "runs" / "puzzlemix-0123456789abcdef"
     run.mkdir(parents=True)
+    for table in ("table2", "table7"):  # one run listed by two tables
+        (tmp_path / table).mkdir()
+        index = {"rows": {"puzzlemix": {"1": "runs/puzzlemix-0123456789abcdef"}}}
+        (tmp_path / table / "runs.json").write_text(json.dumps(index))
     (run / "config.json").write_text(json.dumps({"epochs": 16, "seed": 1}))
     epoch = {"seconds": 12.0, "test_top1_err": 71.5}
     (run / "metrics.jsonl").write_text(json.dumps(epoch) + "\n")
@@ -234,5 +249,50 @@ def test_live_progress_line_per_run_and_epoch(tmp_path):
     watcher.poll()
     watcher.poll()  # no new epoch: no new line
     assert lines == [
-        "    table2 / puzzlemix / seed 1: epoch 5/16, 12.0 s/epoch, top-1 err 71.5 %, ETA 2.2 min"
+        "    table2 / puzzlemix, table7 / puzzlemix / seed 1: epoch 5/16, 12.0 s/epoch, top-1 err "
+        "71.5 %, ETA 2.2 min"
     ]
+
+
+def test_identical_runs_are_trained_once_and_shared_by_tables(tmp_path):
+    import dataclasses
+
+    from puzzle_core.experiments import run_table
+    from puzzle_core.run import PROFILES
+
+    prof = dataclasses.replace(PROFILES["smoke"], seeds=(0,))
+    t2 = run_table("table2", prof, run_root=tmp_path, rows=["puzzlemix"], progress=False)
+    runs = tmp_path / "smoke" / "runs"
+    stamp = {d.name: (d / "results.json").stat().st_mtime_ns for d in runs.iterdir()}
+    t7 = run_table("table7", prof, run_root=tmp_path, rows=["puzzlemix"], progress=False)
+    assert t7 == t2  # read back, not retrained
+    assert {d.name: (d / "results.json").stat().st_mtime_ns for d in runs.iterdir()} == stamp
+    assert (
+        table_index(tmp_path, "smoke", "table2")["puzzlemix"][0]
+        == table_index(tmp_path, "smoke", "table7")["puzzlemix"][0]
+    )
+    from puzzle_core.results import collect
+
+    found = collect(tmp_path, "smoke")
+    assert found["table2"]["puzzlemix"] == found["table7"]["puzzlemix"]
+
+
+def test_runs_of_the_earlier_layout_are_adopted_not_retrained(tmp_path):
+    import dataclasses
+
+    from puzzle_core.experiments import adopt_legacy_runs, run_address, run_table
+    from puzzle_core.run import PROFILES, TrainConfig
+
+    prof = dataclasses.replace(PROFILES["smoke"], seeds=(0,))
+    first = run_table("table7", prof, run_root=tmp_path, rows=["binary"], progress=False)
+    new = table_index(tmp_path, "smoke", "table7")["binary"][0]
+    legacy = tmp_path / "smoke" / "table7" / "binary" / "seed0"  # where earlier versions kept it
+    legacy.parent.mkdir(parents=True)
+    new.rename(legacy)
+    (tmp_path / "smoke" / "table7" / "runs.json").unlink()
+    stamp = (legacy / "results.json").stat().st_mtime_ns
+    assert adopt_legacy_runs(tmp_path, "smoke") == [new]
+    cfg = TrainConfig(**json.loads((new / "config.json").read_text()))
+    assert run_address(tmp_path, cfg) == new and not legacy.parent.exists()
+    again = run_table("table7", prof, run_root=tmp_path, rows=["binary"], progress=False)
+    assert again == first and (new / "results.json").stat().st_mtime_ns == stamp

@@ -219,23 +219,35 @@ def test_a_damaged_config_is_named(finished, tmp_path):
         run(TrainConfig(**TINY), d)
 
 
-def test_collect_names_or_skips_damaged_results(finished, tmp_path):
-    for row, content in (("good", None), ("bad", '{"top1_err": "x"}')):
-        d = _copy_run(finished, tmp_path / "smoke" / "table2" / row / "seed0", ("results.json",))
-        if content:
+def _listed(root: Path, finished: Path, rows: dict[str, str | None]) -> None:
+    """Copies of ``finished`` as the runs of table2's ``rows`` (content replacing results.json
+    when given), listed in the table's index."""
+    index = {}
+    for row, content in rows.items():
+        d = _copy_run(finished, root / "smoke" / "runs" / row, ("results.json",))
+        if content is not None:
             (d / "results.json").write_text(content)
-    with pytest.raises(RunDirError, match="bad/seed0/results.json"):
+        index[row] = {"0": f"runs/{row}"}
+    (root / "smoke" / "table2").mkdir(parents=True, exist_ok=True)
+    (root / "smoke" / "table2" / "runs.json").write_text(json.dumps({"rows": index}))
+
+
+def test_collect_names_or_skips_damaged_results(finished, tmp_path):
+    _listed(tmp_path, finished, {"good": None, "bad": '{"top1_err": "x"}'})
+    with pytest.raises(RunDirError, match="runs/bad/results.json"):
         collect(tmp_path, "smoke")
     damaged: list[str] = []
     found = collect(tmp_path, "smoke", damaged)
     assert list(found["table2"]) == ["good"] and len(damaged) == 1 and "bad" in damaged[0]
+    (tmp_path / "smoke" / "table2" / "runs.json").write_text('{"rows": [1, 2]}')
+    with pytest.raises(RunDirError, match="table2/runs.json: not an index"):
+        collect(tmp_path, "smoke")
 
 
 def test_the_report_lists_damaged_files_and_goes_on(finished, tmp_path):
     from puzzle_core.report import write_report
 
-    d = _copy_run(finished, tmp_path / "smoke" / "table2" / "vanilla" / "seed0", ("results.json",))
-    (d / "results.json").write_text("{}")
+    _listed(tmp_path, finished, {"vanilla": "{}"})
     (tmp_path / "smoke" / "figure2").mkdir(parents=True)
     (tmp_path / "smoke" / "figure2" / "figure2_samples.json").write_text("{")
     md, _ = write_report(tmp_path, "smoke")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 NAMES = ("cifar100", "cifar10")
-# Reference train/test normalisation [PuzzleMix:main.py; reference-implementation.md 1c].
+# Reference train/test normalisation [PuzzleMix:main.py; docs/reference-implementation.md §1c].
 CIFAR100_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
 CIFAR100_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
 CIFAR10_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)
@@ -42,8 +42,8 @@ def cifar_normalization(name: str = "cifar100") -> tuple[tuple[float, ...], tupl
 
 
 def cifar_train_transform(name: str = "cifar100", padding: int = 2) -> Any:
-    """RandomHorizontalFlip, RandomCrop(32, padding=2), ToTensor, Normalize (reference 1c):
-    PIL 32x32 RGB -> float tensor (3, 32, 32)."""
+    """RandomHorizontalFlip, RandomCrop(32, padding=2), ToTensor, Normalize
+    (docs/reference-implementation.md §1c): PIL 32x32 RGB -> float tensor (3, 32, 32)."""
     from torchvision import transforms as T
 
     if not isinstance(padding, int) or padding < 0:

@@ -1,7 +1,7 @@
 """CIFAR-100-C (Hendrycks & Dietterich 2019): the published ``.npy`` release, and a local
 stand-in generated with the ``imagecorruptions`` library when the release cannot be downloaded.
 
-Published layout [hendrycks/robustness; baselines notes 9.1]: 19 files ``<corruption>.npy``, each
+Published layout [hendrycks/robustness; docs/baselines.md §9.1]: 19 files ``<corruption>.npy``, each
 uint8 (50000, 32, 32, 3) HWC RGB = 5 severities x 10,000 test images, severity-major (rows
 10000 (s-1) ... 10000 s - 1 are severity s, in test-set order), plus ``labels.npy`` (50000,) =
 the test labels repeated 5 times.  Zenodo record 3555552 (CIFAR-10-C: 2535967).
@@ -25,7 +25,7 @@ How the stand-in differs from the published CIFAR-100-C:
 
 * severities: the library's are the ImageNet-C parameters, much stronger than the CIFAR-C ones
   (e.g. gaussian noise sigma .08-.38 vs .04-.10, JPEG quality 25-7 vs 80-40, contrast .4-.05 vs
-  .75-.15; the table in baselines notes 9.1), so accuracies are lower than on the release;
+  .75-.15; the table in docs/baselines.md §9.1), so accuracies are lower than on the release;
 * implementations: motion blur uses a numpy/OpenCV kernel (the release: ImageMagick), glass blur
   shifts pixels by up to 4 px (written for 224 px; the CIFAR script by 1 px), elastic transform
   and pixelate use the ImageNet-C forms, frost crops the library's textures (the CIFAR script
@@ -52,7 +52,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
-# The 19 files of CIFAR-10/100-C [hendrycks/robustness README; baselines notes 9.1].
+# The 19 files of CIFAR-10/100-C [hendrycks/robustness README; docs/baselines.md §9.1].
 CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise",
     "shot_noise",
@@ -79,7 +79,7 @@ STANDARD: tuple[str, ...] = tuple(
     c for c in CORRUPTIONS if c not in ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 )
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
-# imagecorruptions 1.1.2 with numpy 2 / scikit-image 0.26 (environment notes).
+# imagecorruptions 1.1.2 with numpy 2 / scikit-image 0.26 (found by running them).
 LIBRARY_BROKEN: dict[str, str] = {
     "glass_blur": "skimage.filters.gaussian() no longer accepts multichannel=True",
     "gaussian_blur": "skimage.filters.gaussian() no longer accepts multichannel=True",

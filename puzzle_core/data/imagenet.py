@@ -1,6 +1,6 @@
 """ImageNet (ILSVRC-2012) from the standard ImageFolder layout ``root/train/<wnid>/*.JPEG`` and
 ``root/val/<wnid>/*.JPEG`` (the validation images sorted into class folders, e.g. with the usual
-``valprep.sh``), with the reference transforms of Table 5 [reference-implementation.md 1c].
+``valprep.sh``), with the reference transforms of Table 5 [docs/reference-implementation.md §1c].
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tiny-ImageNet-200 from its zip / folder layout, with the validation-folder re-organisation
 used by Puzzle Mix, Co-Mixup and GuidedMixup (``load_data.py create_val_folder``).
 
-Layout [baselines notes 9.2]: ``tiny-imagenet-200/wnids.txt``, ``words.txt``,
+Layout [docs/baselines.md §9.2]: ``tiny-imagenet-200/wnids.txt``, ``words.txt``,
 ``train/<wnid>/images/<wnid>_<k>.JPEG`` (500 per class) and ``train/<wnid>/<wnid>_boxes.txt``,
 ``val/images/val_<k>.JPEG`` (10,000) with ``val/val_annotations.txt`` (tab-separated: file, wnid,
 box), ``test/images/`` (unlabelled, unused).  The re-organisation moves every
@@ -21,7 +21,7 @@ NAME = "tiny-imagenet-200"
 ARCHIVE = "tiny-imagenet-200.zip"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 SPLITS = ("train", "val")
-# Reference normalisation and augmentation [reference-implementation.md 1c].
+# Reference normalisation and augmentation [docs/reference-implementation.md §1c].
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.5, 0.5, 0.5)
 

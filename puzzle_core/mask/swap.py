@@ -2,7 +2,7 @@
 
 gco works on integer energies.  Two quantisations are offered:
 
-* ``"reference"`` -- the official code's numerics (reference-implementation notes, 1a step 7):
+* ``"reference"`` -- the official code's numerics (docs/reference-implementation.md §1a step 7):
   costs multiplied by 1000 * g^2 and truncated to int32, the label cost handed over as float32 so
   that gco runs in "float mode" (a further x1e5 on unary, x1e3 on edges, x1e2 on the label cost,
   with the silent int32 wrap-around that implies for peaked saliency).  Label order as the code:

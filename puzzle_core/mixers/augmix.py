@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from .._checks import check_choice, check_generator, check_images
 from .._random import numpy_rng
-from .base import Mixer, MixResult
+from ..protocol import Mixer, MixResult
 from .registry import register
 
 Op = Callable[[Image.Image, float, np.random.Generator], Image.Image]
@@ -107,6 +107,7 @@ class AugMix(Mixer):
     name = "augmix"
     channels = (1, 3)
     image_info = ("views",)
+    mixes_pixels = False
 
     def __init__(
         self,
@@ -185,3 +186,12 @@ class AugMix(Mixer):
         ident = torch.arange(b, device=x.device)
         info = {"views": tuple(views)}
         return MixResult(views[0], targets, ident, torch.ones(b, device=x.device), info)
+
+    def loss(self, model, x, y, mixed, criterion) -> torch.Tensor:
+        """With ``jsd``: :func:`augmix_loss` of the clean batch and the two views (the run's
+        criterion is not used, as in AugMix's code); without: criterion on the single view."""
+        if not self.jsd:
+            return criterion(model(mixed.x), mixed.y)
+        a1, a2 = mixed.info["views"]
+        lc, l1, l2 = model(torch.cat([x, a1, a2])).chunk(3)
+        return augmix_loss(lc, l1, l2, y)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_choice, check_images
+from .._checks import check_choice
 from .._random import draw_lambda, numpy_rng
 from ..pairing import PAIRINGS
-from .base import Mixer, MixResult
+from ..protocol import Mixer, MixResult, StageClock, lap_stage
 from .registry import register
 
 
@@ -93,10 +93,12 @@ class ManifoldMixup(Mixer):
     after conv1 + stage 1, after stage 2), lam ~ Beta(alpha, alpha) (CIFAR 2.0, Tiny 0.2).
 
     Needs the model's manifold hook: ``model(x, mix_layer=k, mix_fn=f)`` applies ``f`` to the
-    activation at point k (see ``puzzle_core.models``).  Use :meth:`forward`; calling the mixer on
-    images alone only works when the only layer is 0 (then it is input mixup)."""
+    activation at point k (see ``puzzle_core.models``).  Training uses :meth:`apply` then
+    :meth:`loss` (or :meth:`forward`); calling the mixer on images alone only works when the
+    only layer is 0 (then it is input mixup)."""
 
     name = "manifold_mixup"
+    mixes_pixels = False
 
     def __init__(
         self, alpha: float = 2.0, layers: Sequence[int] = (0, 1, 2), num_classes=None
@@ -114,6 +116,39 @@ class ManifoldMixup(Mixer):
         perm = torch.randperm(batch, generator=generator)
         return ManifoldPlan(layer, draw_lambda(self.alpha, rng), perm)
 
+    def apply(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        timer: StageClock | None = None,
+    ) -> MixResult:
+        """The plan of one batch (layer, lambda, partners) and its mixed targets; x is returned
+        unchanged: :meth:`loss` mixes at the planned layer inside the model's forward.  x
+        (B, C, H, W) float as the model takes it, y (B,) or (B, K)."""
+        self._check_model_batch(x, y, generator)
+        targets = self._targets(x, y)
+        plan = self.plan(x.shape[0], generator)
+        supported = getattr(model, "mix_layers", None)
+        if supported is not None and plan.layer not in supported:
+            raise ValueError(f"layers={self.layers} include {plan.layer}; model has {supported}")
+        perm = plan.perm.to(x.device)
+        ratio = torch.full((x.shape[0],), plan.lam, device=x.device)
+        info = {"plan": plan, "layer": plan.layer, "lam": plan.lam}
+        lap_stage(timer, "mix")
+        return MixResult(x, self._labels(targets, perm, ratio), perm, ratio, info)
+
+    def loss(self, model, x, y, mixed, criterion) -> torch.Tensor:
+        """criterion(logits of x mixed at the planned layer, mixed targets)."""
+        return criterion(self.logits(model, x, mixed.info["plan"]), mixed.y)
+
+    @staticmethod
+    def logits(model: torch.nn.Module, x: torch.Tensor, plan: ManifoldPlan) -> torch.Tensor:
+        """The model's forward with ``plan``'s mix applied at its layer -> logits (B, K)."""
+        return model(x, mix_layer=plan.layer, mix_fn=plan.mix_fn())
+
     def forward(
         self,
         model: torch.nn.Module,
@@ -123,17 +158,9 @@ class ManifoldMixup(Mixer):
     ) -> tuple[torch.Tensor, torch.Tensor, ManifoldPlan]:
         """One mixed forward: x (B, C, H, W) float as the model takes it, y (B,) or (B, K) ->
         (logits, soft targets (B, K), the plan)."""
-        check_images(x)
-        if x.dtype == torch.uint8:
-            raise ValueError("ManifoldMixup.forward takes float x (the model's input), got uint8")
-        targets = self._targets(x, y)
-        plan = self.plan(x.shape[0], generator)
-        supported = getattr(model, "mix_layers", None)
-        if supported is not None and plan.layer not in supported:
-            raise ValueError(f"layers={self.layers} include {plan.layer}; model has {supported}")
-        logits = model(x, mix_layer=plan.layer, mix_fn=plan.mix_fn())
-        ratio = torch.full((x.shape[0],), plan.lam, device=x.device)
-        return logits, self._labels(targets, plan.perm.to(x.device), ratio), plan
+        mixed = self.apply(model, x, y, generator=generator)
+        plan = mixed.info["plan"]
+        return self.logits(model, x, plan), mixed.y, plan
 
     def _mix(self, x, y, saliency, *, generator) -> MixResult:
         if self.layers != (0,):

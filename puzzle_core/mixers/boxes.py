@@ -15,7 +15,7 @@ import torch
 from .._checks import check_choice, check_unit_interval
 from .._random import draw_lambda, numpy_rng
 from ..pairing import PAIRINGS
-from .base import Mixer, MixResult
+from ..protocol import Mixer, MixResult
 from .registry import register
 
 Box = tuple[int, int, int, int]
@@ -129,7 +129,7 @@ class SaliencyMix(Mixer):
 
     ``detector_input``: "uint8" (default; the paper's intent: the image de-normalised to 8-bit
     before the 8-bit detector) or "float" (the public code: the normalised float tensor, whose
-    map is unrelated to the content; baselines notes 5).  ``mean``/``std`` de-normalise x
+    map is unrelated to the content; docs/baselines.md §5).  ``mean``/``std`` de-normalise x
     (None: x is already in [0, 1])."""
 
     name = "saliencymix"

@@ -1,6 +1,6 @@
 """Co-Mixup (Kim et al., ICLR 2021): batch-level mixing of several inputs per output with a
 submodular-diversity term, solved by block coordinate descent with modular approximation and a
-multi-label graph cut per output (gco alpha-beta swap), as its code does (baselines notes 7).
+multi-label graph cut per output (gco alpha-beta swap), as its code does (docs/baselines.md §7).
 
 Per partition of ``part`` consecutive examples (m inputs -> m outputs), grid g x g (n = g^2):
 
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .._checks import check_choice
 from .._random import numpy_rng
-from .base import Mixer, MixResult
+from ..protocol import Mixer, MixResult
 from .registry import register
 
 _HALF_BONUS = 5e-4

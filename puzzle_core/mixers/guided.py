@@ -10,8 +10,8 @@ import torch
 from .._checks import check_choice, check_unit_interval
 from .._random import numpy_rng
 from ..pairing import PAIRINGS, make_pairing
+from ..protocol import Mixer, MixResult
 from ..saliency import gaussian_blur, spectral_residual_saliency
-from .base import Mixer, MixResult
 from .registry import register
 
 

@@ -4,52 +4,58 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..puzzlemix import ABLATIONS, PuzzleMix, PuzzleMixConfig
+from ..protocol import lap_stage
+from ..puzzlemix import PuzzleMix, PuzzleMixResult
+from ..puzzlemix_config import ABLATIONS, PuzzleMixConfig
 from .augmix import AugMix
 from .registry import register
 
-# name -> (config changes, training schedule).  "half" = half the epochs at twice the initial
-# learning rate (Tables 2-4): a training-config matter, the mixer is the full one.
-VARIANTS: dict[str, tuple[dict[str, Any], str]] = {
-    "puzzlemix": ({}, "full"),
-    "puzzlemix_half": ({}, "half"),
-    "puzzlemix_binary": (ABLATIONS["binary"], "full"),
-    "puzzlemix_mask_only": (ABLATIONS["mask_only"], "full"),
-    "puzzlemix_adv": (ABLATIONS["adv"], "full"),
-    "puzzlemix_half_adv": (ABLATIONS["adv"], "half"),
-    "puzzlemix_fgsm": (ABLATIONS["fgsm"], "full"),
-    "puzzlemix_nu0_nu1": (ABLATIONS["nu0=nu1"], "full"),
+# name -> config changes.  The "half" rows (half the epochs at twice the initial learning rate,
+# Tables 2-4) differ in the training config only: their mixer is the full one.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "puzzlemix": {},
+    "puzzlemix_half": {},
+    "puzzlemix_binary": ABLATIONS["binary"],
+    "puzzlemix_mask_only": ABLATIONS["mask_only"],
+    "puzzlemix_adv": ABLATIONS["adv"],
+    "puzzlemix_half_adv": ABLATIONS["adv"],
+    "puzzlemix_fgsm": ABLATIONS["fgsm"],
+    "puzzlemix_nu0_nu1": ABLATIONS["nu0=nu1"],
 }
 
 
-def _factory(changes: dict[str, Any], schedule: str):
+def _factory(changes: dict[str, Any]):
     def build(preset: str = "reference", mean=None, std=None, **params: Any) -> PuzzleMix:
-        mixer = PuzzleMix(
-            PuzzleMixConfig.from_preset(preset, **{**changes, **params}), mean=mean, std=std
-        )
-        mixer.schedule = schedule  # type: ignore[attr-defined]
-        return mixer
+        config = PuzzleMixConfig.from_preset(preset, **{**changes, **params})
+        return PuzzleMix(config, mean=mean, std=std)
 
     return build
 
 
-for _name, (_changes, _schedule) in VARIANTS.items():
-    register(_name)(_factory(_changes, _schedule))
+for _name, _changes in VARIANTS.items():
+    register(_name)(_factory(_changes))
 
 
 class PuzzleMixAug(PuzzleMix):
-    """Puzzle Mix (aug) (Table 6): Puzzle Mix between two AugMix images, saliency included.
-    The training loop applies :meth:`pre_transform` (one AugMix view per image, no JSD) first,
-    then computes the saliency and mixes the augmented batch like Puzzle Mix."""
+    """Puzzle Mix (aug) (Table 6): Puzzle Mix between two AugMix images, saliency included:
+    :meth:`apply` first replaces every image by one AugMix view (no JSD), then computes the
+    saliency and mixes the augmented batch like Puzzle Mix."""
 
     name = "puzzlemix_aug"
+    mixes_pixels = False  # the AugMix view is not made of the input pixels
 
     def __init__(self, config: PuzzleMixConfig, augmix: AugMix, *, mean=None, std=None) -> None:
         super().__init__(config, mean=mean, std=std)
         self.augmix = augmix
 
     def pre_transform(self, x, generator=None):
+        """One AugMix view of every image (the augmentation of :meth:`apply`)."""
         return self.augmix.augment(x, generator)
+
+    def apply(self, model, x, y, *, generator=None, timer=None) -> PuzzleMixResult:
+        x = self.pre_transform(x, generator)
+        lap_stage(timer, "mix")
+        return super().apply(model, x, y, generator=generator, timer=timer)
 
 
 @register("puzzlemix_aug")
@@ -58,6 +64,4 @@ def _puzzlemix_aug(preset: str = "reference", mean=None, std=None, **params: Any
     aug = AugMix(
         jsd=False, mean=mean, std=std, **{k: params.pop(k) for k in list(params) if k in aug_keys}
     )
-    mixer = PuzzleMixAug(PuzzleMixConfig.from_preset(preset, **params), aug, mean=mean, std=std)
-    mixer.schedule = "full"  # type: ignore[attr-defined]
-    return mixer
+    return PuzzleMixAug(PuzzleMixConfig.from_preset(preset, **params), aug, mean=mean, std=std)

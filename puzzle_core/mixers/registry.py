@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
@@ -28,3 +29,23 @@ def build(name: str, **params: Any) -> Any:
     if name not in _REGISTRY:
         raise ValueError(f"unknown mixer {name!r}; available: {available()}")
     return _REGISTRY[name](**params)
+
+
+def build_for_data(
+    name: str,
+    params: Mapping[str, Any],
+    *,
+    num_classes: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> Any:
+    """The mixer of a training run: ``params`` (its config's ``method_params``) plus what the
+    data set determines: ``num_classes`` always, and its normalisation ``mean`` / ``std`` for
+    the mixers whose constructor names them (they work in pixel space: SaliencyMix's detector,
+    AugMix's operations, Puzzle Mix's data term and adversarial clamp).  ``params`` win."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown mixer {name!r}; available: {available()}")
+    named = inspect.signature(_REGISTRY[name]).parameters
+    data = {"mean": mean, "std": std}
+    extra = {k: v for k, v in data.items() if k in named and k not in params}
+    return build(name, num_classes=num_classes, **{**extra, **params})

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from .._checks import check_unit_interval
 from .._random import draw_lambda, numpy_rng
-from .base import Mixer, MixResult
+from ..losses import soft_cross_entropy
+from ..protocol import Mixer, MixResult, lap_stage, timed_result
 from .boxes import official_box
 from .registry import register
 
@@ -101,3 +102,15 @@ class SnapMix(Mixer):
         y_mix = rho_a[:, None] * targets + rho_b[:, None] * targets[perm]
         info = {"boxes": [box_a, box_b], "rho_b": rho_b}
         return MixResult(out, y_mix, perm, rho_a, info)
+
+    def apply(self, model, x, y, *, generator=None, timer=None) -> MixResult:
+        """The semantic percent maps from ``model`` (:func:`class_activation_spm`), then mix."""
+        self._check_model_batch(x, y, generator)
+        spm = class_activation_spm(model, x, y)
+        lap_stage(timer, "saliency")
+        return timed_result(self.mix(x, y, spm, generator=generator), timer)
+
+    def loss(self, model, x, y, mixed, criterion) -> torch.Tensor:
+        """rho_a CE(y) + rho_b CE(y') as SnapMix's code (soft cross-entropy on the unnormalised
+        label rows; the run's criterion is not used)."""
+        return soft_cross_entropy(model(mixed.x), mixed.y)

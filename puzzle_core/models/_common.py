@@ -22,7 +22,8 @@ STEMS = ("cifar", "tiny")
 
 def stem_stride(stem: str) -> int:
     """Stride of the first conv: 1 for ``"cifar"`` (32x32), 2 for ``"tiny"`` (Tiny-ImageNet 64x64,
-    reference ``main.py`` passes stride=2 for tiny-imagenet; notes 1c)."""
+    reference ``main.py`` passes stride=2 for tiny-imagenet;
+    docs/reference-implementation.md §1c)."""
     if stem not in STEMS:
         raise ValueError(f"stem must be one of {list(STEMS)}, got {stem!r}")
     return 1 if stem == "cifar" else 2

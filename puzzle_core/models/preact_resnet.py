@@ -1,5 +1,5 @@
 """PreActResNet18 exactly as the official Puzzle Mix code uses it (``models/preresnet.py``;
-reference notes 1f), plus a width option for CPU-scale runs.
+docs/reference-implementation.md §1f), plus a width option for CPU-scale runs.
 
 Shapes (CIFAR stem, 32x32 input, width w): x (B, C_in, 32, 32) -> conv1 (B, w, 32, 32) -> layer1
 (B, w, 32, 32) -> layer2 (B, 2w, 16, 16) -> layer3 (B, 4w, 8, 8) -> layer4 (B, 8w, 4, 4) -> pool
@@ -27,7 +27,8 @@ class PreActBlock(nn.Module):
     """Pre-activation basic block: BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, no biases.
 
     The 1x1-conv shortcut (present only when the shape changes) is applied to the *pre-activated*
-    input ``relu(bn1(x))``; the identity shortcut uses the raw x (reference code; notes 1f).
+    input ``relu(bn1(x))``; the identity shortcut uses the raw x (reference code;
+    docs/reference-implementation.md §1f).
     x: (B, in_planes, H, W) -> (B, planes, H / stride, W / stride).
     """
 
@@ -39,14 +40,16 @@ class PreActBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.shortcut: nn.Module | None = None
         if stride != 1 or in_planes != planes:
-            # reference code: 1x1 conv, no bias, no BN in the projection (notes 1f)
+            # reference code: 1x1 conv, no bias, no BN in the projection
+            # (docs/reference-implementation.md §1f)
             self.shortcut = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
             )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(x))
-        # reference code: projection shortcut on the pre-activated input (notes 1f)
+        # reference code: projection shortcut on the pre-activated input
+        # (docs/reference-implementation.md §1f)
         shortcut = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
         out = self.conv2(F.relu(self.bn2(out)))
@@ -61,7 +64,8 @@ class PreActResNet18(PooledClassifier):
       in_channels: input channels (3 RGB, 1 grey); the reference hard-codes 3.
       stem: ``"cifar"`` (first conv stride 1) or ``"tiny"`` (stride 2, Tiny-ImageNet 64x64).
       width: channels of the first stage (stages are w, 2w, 4w, 8w); 64 is the reference
-        (whose ``initial_channels`` argument is effectively always 64; notes 1f).
+        (whose ``initial_channels`` argument is effectively always 64;
+        docs/reference-implementation.md §1f).
 
     ``forward(x, mix_layer=None, mix_fn=None)``: x (B, in_channels, H, W) -> logits (B, K).
     ``mix_layers = (0, 1, 2, 3)``: 0 = input, 1 = after conv1 + layer1, 2 = after layer2,
@@ -70,7 +74,9 @@ class PreActResNet18(PooledClassifier):
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
     block = PreActBlock
-    pool_size = 4  # reference: no final BN-ReLU, then avg_pool2d(4) and linear (notes 1f)
+    # reference: no final BN-ReLU, then avg_pool2d(4) and linear
+    # (docs/reference-implementation.md §1f)
+    pool_size = 4
 
     def __init__(
         self, num_classes: int, *, in_channels: int = 3, stem: str = "cifar", width: int = 64
@@ -81,7 +87,8 @@ class PreActResNet18(PooledClassifier):
             raise ValueError(f"width must be an integer >= 1, got {width!r}")
         self.num_classes = num_classes
         self.width = width
-        # reference code: conv3x3, no bias, stride 1 (CIFAR) or 2 (Tiny) (notes 1f, 1c)
+        # reference code: conv3x3, no bias, stride 1 (CIFAR) or 2 (Tiny)
+        # (docs/reference-implementation.md §1f, §1c)
         self.conv1 = nn.Conv2d(
             in_channels, width, 3, stride=stem_stride(stem), padding=1, bias=False
         )
@@ -91,7 +98,7 @@ class PreActResNet18(PooledClassifier):
         self.layer3 = self.make_stage(4 * width, 2, stride=2)
         self.layer4 = self.make_stage(8 * width, 2, stride=2)
         self.linear = nn.Linear(8 * width, num_classes)
-        # reference code: PyTorch default init, no dropout (notes 1f)
+        # reference code: PyTorch default init, no dropout (docs/reference-implementation.md §1f)
 
     def forward_features(
         self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None

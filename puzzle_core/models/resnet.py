@@ -6,8 +6,8 @@ torchvision's (``conv1.weight``, ``layer1.0.conv1.weight``, ..., ``fc.bias``) an
 checkpoints load unchanged.  torchvision is imported only when a ResNet-50 is built.
 
 The reference ``imagenet_fast/`` initialisation tweaks (last BN gamma of each block zeroed, fc
-~ N(0, 0.01); notes 1c) belong to the training recipe; ``zero_init_residual=True`` passes the
-first one to torchvision.
+~ N(0, 0.01); docs/reference-implementation.md §1c) belong to the training recipe;
+``zero_init_residual=True`` passes the first one to torchvision.
 
 Shapes (224x224 input): x (B, C_in, 224, 224) -> stem (conv 7x7/2, BN, ReLU, max-pool 3x3/2)
 (B, 64, 56, 56) -> layer1 (B, 256, 56, 56) -> layer2 (B, 512, 28, 28) -> layer3 (B, 1024, 14, 14)

@@ -24,10 +24,11 @@ preactresnet18         11,217,316      7,191, 7,516             1
 =====================  ==========  ==================  ==========================
 
 Two earlier runs while other sessions loaded both cores gave about the same (resnet8 245-280,
-preactresnet18_w16 635-717 ms).  The absolute figures are about 3x the ones in the project's
-environment notes for the same configurations (PreActResNet18 2,400 ms, width 16 226 ms), so
-they vary between machines; the ratios measured side by side are the transferable part.  In one
-side-by-side check ``channels_last`` (model and input) was 25-30% faster for both small networks.
+preactresnet18_w16 635-717 ms).  The absolute figures are about 3x the ones measured earlier on
+the project's setup machine for the same configurations (PreActResNet18 2,400 ms, width 16
+226 ms), so they vary between machines; the ratios measured side by side are the transferable
+part.  In one side-by-side check ``channels_last`` (model and input) was 25-30% faster for both
+small networks.
 
 Parameter counts are for K=100 (subtract 90 x (width of the last stage + 1) for K=10:
 resnet8 / resnet20 75,290 / 269,722, preactresnet18_w16 700,762).

@@ -1,5 +1,5 @@
-"""WRN-28-10 exactly as the official Puzzle Mix code uses it (``models/wide_resnet.py``; reference
-notes 1f).
+"""WRN-28-10 exactly as the official Puzzle Mix code uses it (``models/wide_resnet.py``;
+docs/reference-implementation.md §1f).
 
 Shapes (CIFAR stem, 32x32 input): x (B, C_in, 32, 32) -> conv1 (B, 16, 32, 32) -> layer1
 (B, 160, 32, 32) -> layer2 (B, 320, 16, 16) -> layer3 (B, 640, 8, 8) -> BN-ReLU-pool (B, 640)
@@ -32,8 +32,9 @@ class WideBasic(nn.Module):
     """The reference ``wide_basic`` block: BN-ReLU-conv3x3(bias)-BN-ReLU-conv3x3(bias, stride).
 
     The stride sits on the *second* conv; the 1x1 conv (bias) shortcut, present only when the shape
-    changes, is applied to the raw x (reference code; notes 1f).  No dropout (removed in the
-    reference).  x: (B, in_planes, H, W) -> (B, planes, H / stride, W / stride).
+    changes, is applied to the raw x (reference code; docs/reference-implementation.md §1f).  No
+    dropout (removed in the reference).
+    x: (B, in_planes, H, W) -> (B, planes, H / stride, W / stride).
     """
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
@@ -41,11 +42,12 @@ class WideBasic(nn.Module):
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, padding=1, bias=True)
         self.bn2 = nn.BatchNorm2d(planes)
-        # reference code: the second conv carries the stride, convs have biases (notes 1f)
+        # reference code: the second conv carries the stride, convs have biases
+        # (docs/reference-implementation.md §1f)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=True)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            # reference code: 1x1 conv with bias on the raw x (notes 1f)
+            # reference code: 1x1 conv with bias on the raw x (docs/reference-implementation.md §1f)
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=True))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -71,7 +73,8 @@ class WideResNet(PooledClassifier):
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
     block = WideBasic
-    pool_size = 8  # reference code: avg_pool2d(8) then linear (notes 1f)
+    # reference code: avg_pool2d(8) then linear (docs/reference-implementation.md §1f)
+    pool_size = 8
 
     def __init__(
         self,
@@ -91,7 +94,8 @@ class WideResNet(PooledClassifier):
         n = (depth - 4) // 6
         stages = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
         self.num_classes = num_classes
-        # reference code: conv3x3 with bias=True, stride 1 (CIFAR) or 2 (Tiny) (notes 1f, 1c)
+        # reference code: conv3x3 with bias=True, stride 1 (CIFAR) or 2 (Tiny)
+        # (docs/reference-implementation.md §1f, §1c)
         self.conv1 = nn.Conv2d(
             in_channels, stages[0], 3, stride=stem_stride(stem), padding=1, bias=True
         )
@@ -99,10 +103,12 @@ class WideResNet(PooledClassifier):
         self.layer1 = self.make_stage(stages[1], n, stride=1)
         self.layer2 = self.make_stage(stages[2], n, stride=2)
         self.layer3 = self.make_stage(stages[3], n, stride=2)
-        # reference code: final BN with momentum=0.9 (PyTorch convention: fast update; notes 1f)
+        # reference code: final BN with momentum=0.9 (PyTorch convention: fast update;
+        # docs/reference-implementation.md §1f)
         self.bn1 = nn.BatchNorm2d(stages[3], momentum=0.9)
         self.linear = nn.Linear(stages[3], num_classes)
-        # reference code: conv_init is defined but never applied -> PyTorch default init (notes 1f)
+        # reference code: conv_init is defined but never applied -> PyTorch default init
+        # (docs/reference-implementation.md §1f)
 
     def forward_features(
         self, x: Tensor, mix_layer: int | None = None, mix_fn: MixFn | None = None

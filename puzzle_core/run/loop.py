@@ -8,9 +8,10 @@ finished run is skipped, never overwritten; an interrupted one resumes from its 
 Every epoch draws its shuffling, augmentation and mixing randomness from generators seeded by
 (seed, epoch), so a resumed run on CPU ends with the same metrics as an uninterrupted one.
 
-The recipe follows the reference code (notes 1c): SGD with momentum 0.9, nesterov, weight decay
-1e-4, multistep learning-rate schedule, batch 100, BCE-on-softmax loss for every method (option:
-cross-entropy), the median test error of the last 10 epochs as the reported number.
+The recipe follows the reference code (docs/reference-implementation.md §1c): SGD with momentum 0.9,
+nesterov, weight decay 1e-4, multistep learning-rate schedule, batch 100, BCE-on-softmax loss for
+every method (option: cross-entropy), the median test error of the last 10 epochs as the reported
+number.
 
 Determinism: each training item's augmentation is drawn from a generator seeded by (seed,
 epoch, item index), the batch order from (seed, epoch), the mixing from (seed, epoch, rank), so
@@ -109,7 +110,8 @@ def _param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, An
 def _build_model(cfg: TrainConfig, classes: int, channels: int) -> torch.nn.Module:
     from ..models import build_model
 
-    # first conv stride 2 for Tiny-ImageNet (1c) and its 64 px synthetic stand-in
+    # first conv stride 2 for Tiny-ImageNet (docs/reference-implementation.md §1c)
+    # and for its 64 px synthetic stand-in
     tiny = cfg.dataset == "tiny_imagenet" or (cfg.dataset == "synthetic" and cfg.image_size >= 64)
     model = build_model(cfg.model, classes, in_channels=channels, stem="tiny" if tiny else "cifar")
     return _without_batchnorm(model) if cfg.batchnorm == "off" else model

@@ -48,7 +48,8 @@ from typing import Any
 from .._checks import check_choice
 from .config import TrainConfig
 
-# Length of a full (not "half") run of each architecture in the paper's tables (notes 1c).
+# Length of a full (not "half") run of each architecture in the paper's tables
+# (docs/reference-implementation.md §1c).
 FULL_EPOCHS = {"wrn28_10": 400, "preactresnet18": 1200, "resnet50": 100}
 
 
@@ -285,7 +286,7 @@ def load_config(
     import yaml
 
     path = Path(path)
-    fields = yaml.safe_load(path.read_text()) or {}
+    fields = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(fields, dict):
         raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
