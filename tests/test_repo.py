@@ -60,3 +60,45 @@ def test_code_and_notebooks_pass_ruff():
     for args in (["check", "--no-cache"], ["format", "--check", "--no-cache"]):
         proc = subprocess.run([str(ruff), *args, *where], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _imports_of(path, package):
+    """Modules of ``puzzle_core`` that ``path`` imports (module level and inside functions)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    here = list(path.relative_to(ROOT).with_suffix("").parts[:-1])  # the module's package
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out |= {n for n in names if n.startswith(package) and n in MODULES}
+    return out
+
+
+MODULES: set[str] = set()
+
+
+def test_no_import_cycles_between_modules():
+    """The pipeline's layers import downward only: no circle, lazy imports included."""
+    import graphlib
+
+    files = {
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+        for p in (ROOT / "puzzle_core").rglob("*.py")
+    }
+    MODULES.clear()
+    MODULES.update(files)
+    graph = {m: _imports_of(p, "puzzle_core") - {m} for m, p in files.items()}
+    # a package imports its own modules (re-exports): not a circle of the pipeline
+    graph = {m: {d for d in deps if not d.startswith(m + ".")} for m, deps in graph.items()}
+    graphlib.TopologicalSorter(graph).static_order()  # raises CycleError naming the circle
