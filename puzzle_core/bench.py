@@ -1,12 +1,12 @@
-"""``make bench``: per-stage timings of Puzzle Mix mixing (network passes excluded), measured side
-by side in one run; prints medians and ratios.  Run ``python -m puzzle_core.bench --help``."""
+"""``make bench``: per-stage timings of Puzzle Mix mixing (network passes excluded) and the
+training-step overhead of every method, each measured with its sides interleaved in one process
+(A, B, A, B ...); prints medians and ratios.  Run ``python -m puzzle_core.bench --help``."""
 
 from __future__ import annotations
 
 import argparse
 import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -51,16 +51,18 @@ def photo_batch(
     return x.contiguous(), sal.contiguous()
 
 
-def _median_ms(fn: Callable[[], dict[str, float]], repeats: int) -> dict[str, float]:
-    runs = [fn() for _ in range(repeats)]
-    return {k: 1000 * statistics.median(r[k] for r in runs) for k in runs[0]}
-
-
 CIFAR_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
 CIFAR_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
 
 
-def run(batch: int = 100, repeats: int = 5, grids: tuple[int, ...] = (2, 4, 8, 16)) -> None:
+def run(
+    batch: int = 100, repeats: int = 7, grids: tuple[int, ...] = (2, 4, 8, 16)
+) -> dict[str, dict[int, dict[str, float]]]:
+    """Mixing time per batch of the three sides, interleaved (A, B, C, A, B, C, ... within every
+    repeat, so that the machine's drift hits them alike): Puzzle Mix with the swap solver (the
+    reference numerics), with the exact solver, and ``compat.official_mixup_graph`` (ours: the
+    official code's numerics re-expressed on these algorithms, not the official code itself).
+    Prints medians (ms) per grid and stage -> {side: {grid: {stage: ms}}}."""
     torch.set_num_threads(1)  # fastest for these small tensor ops on 2-core machines
     torch.set_flush_denormal(True)
     x01, sal = photo_batch(batch)
@@ -68,68 +70,67 @@ def run(batch: int = 100, repeats: int = 5, grids: tuple[int, ...] = (2, 4, 8, 1
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
     x = (x01 - mean) / std
     y = torch.arange(batch) % 10
+    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
     print(
         f"Puzzle Mix mixing, batch {batch} RGB {x.shape[-1]}x{x.shape[-1]} photographs "
-        f"(scikit-image crops), 3 labels, transport at 4 px, lambda = 0.5; "
-        f"median of {repeats} runs, ms per batch, 1 CPU thread."
+        f"(scikit-image crops), 3 labels, transport at 4 px, lambda = 0.5; sides interleaved "
+        f"within each of {repeats} repeats, median ms per batch, 1 CPU thread."
     )
-    variants = {
-        "swap (reference numerics)": PuzzleMixConfig(num_classes=10),
-        "exact (batched min-cut)": PuzzleMixConfig(num_classes=10, solver="exact"),
+    mixers = {
+        "swap (reference numerics)": PuzzleMix(
+            PuzzleMixConfig(num_classes=10), mean=CIFAR_MEAN, std=CIFAR_STD
+        ),
+        "exact (batched min-cut)": PuzzleMix(
+            PuzzleMixConfig(num_classes=10, solver="exact"), mean=CIFAR_MEAN, std=CIFAR_STD
+        ),
     }
-    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
-    cols = ("mask", "transport", "compose", "total", "energy")
-    print(f"{'solver':28s} {'grid':>4s} " + " ".join(f"{c:>10s}" for c in cols))
-    totals: dict[str, list[float]] = {}
-    for name, cfg in variants.items():
-        mixer = PuzzleMix(cfg, mean=CIFAR_MEAN, std=CIFAR_STD)
-        for g in grids:
-            outs = []
+    compat = "compat (official numerics, ours)"
 
-            def once(mixer=mixer, g=g, outs=outs) -> dict[str, float]:
-                out = mixer.mix(x, y, sal, grid=g, lam=0.5, perm=perm, timed=True)
-                outs.append(out)
-                return out.timings
+    def ours(mixer: PuzzleMix, g: int) -> tuple[dict[str, float], float]:
+        out = mixer.mix(x, y, sal, grid=g, lam=0.5, perm=perm, timed=True)
+        t = dict(out.timings)
+        t["total"] = t["mask"] + t["transport"] + t["compose"]
+        return t, out.energy.evaluate(out.labels).mean().item()
 
-            t = _median_ms(once, repeats)
-            total = t["mask"] + t["transport"] + t["compose"]
-            totals.setdefault(name, []).append(total)
-            energy = outs[-1].energy.evaluate(outs[-1].labels).mean().item()
-            vals = (t["mask"], t["transport"], t["compose"], total)
-            print(f"{name:28s} {g:4d} " + " ".join(f"{v:10.1f}" for v in vals) + f" {energy:10.6f}")
-    # the official implementation's numerics, as re-expressed in puzzle_core.compat
-    ref_totals = []
+    def official(g: int) -> dict[str, float]:
+        t0 = time.perf_counter()
+        official_mixup_graph(
+            x, sal, perm, block_num=g, lam=0.5, beta=1.2, gamma=0.5, eta=0.2, neigh_size=4,
+            n_labels=3, mean=CIFAR_MEAN, std=CIFAR_STD, transport=True, t_eps=0.8, t_size=4,
+        )  # fmt: skip
+        return {"total": time.perf_counter() - t0}
+
+    times: dict[str, dict[int, list[dict[str, float]]]] = {}
+    energies: dict[str, dict[int, float]] = {}
     for g in grids:
-
-        def official(g=g) -> dict[str, float]:
-            t0 = time.perf_counter()
-            official_mixup_graph(
-                x,
-                sal,
-                perm,
-                block_num=g,
-                lam=0.5,
-                beta=1.2,
-                gamma=0.5,
-                eta=0.2,
-                neigh_size=4,
-                n_labels=3,
-                mean=CIFAR_MEAN,
-                std=CIFAR_STD,
-                transport=True,
-                t_eps=0.8,
-                t_size=4,
-            )
-            return {"total": time.perf_counter() - t0}
-
-        ref_totals.append(_median_ms(official, repeats)["total"])
+        for mixer in mixers.values():  # warm-up: numba compilation, caches
+            ours(mixer, g)
+        for _ in range(repeats):
+            for name, mixer in mixers.items():
+                t, energies.setdefault(name, {})[g] = ours(mixer, g)
+                times.setdefault(name, {}).setdefault(g, []).append(t)
+            times.setdefault(compat, {}).setdefault(g, []).append(official(g))
+    med = {
+        side: {
+            g: {k: 1000 * statistics.median(r[k] for r in runs) for k in runs[0]}
+            for g, runs in by_grid.items()
+        }
+        for side, by_grid in times.items()
+    }
+    cols = ("mask", "transport", "compose", "total")
+    print(f"{'side':34s} {'grid':>4s} " + " ".join(f"{c:>10s}" for c in cols) + "     energy")
+    for side, by_grid in med.items():
+        for g, t in by_grid.items():
+            vals = " ".join(f"{t[c]:10.1f}" if c in t else f"{'':>10s}" for c in cols)
+            e = energies.get(side, {}).get(g)
+            print(f"{side:34s} {g:4d} {vals}" + (f" {e:10.6f}" if e is not None else ""))
     print(f"\n{'average over grids ' + str(grids):40s} ms/batch")
-    for name, vals in totals.items():
-        print(f"  {name:38s} {statistics.mean(vals):8.1f}")
-    print(f"  {'compat.official_mixup_graph (swap)':38s} {statistics.mean(ref_totals):8.1f}")
-    ex = statistics.mean(totals["exact (batched min-cut)"])
-    sw = statistics.mean(totals["swap (reference numerics)"])
-    print(f"  ratio swap / exact: {sw / ex:.2f}x   (target: exact <= 60 ms on 2 CPU cores)")
+    avg = {side: statistics.mean(t["total"] for t in by.values()) for side, by in med.items()}
+    for side, v in avg.items():
+        print(f"  {side:38s} {v:8.1f}")
+    sw, ex = avg["swap (reference numerics)"], avg["exact (batched min-cut)"]
+    print(f"  ratio swap / exact: {sw / ex:.2f}x; compat / swap: {avg[compat] / sw:.2f}x")
+    return med
 
 
 OVERHEAD_METHODS = (
@@ -213,7 +214,7 @@ def overhead(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-mixing", action="store_true", help="only the overhead table")
     ap.add_argument("--skip-overhead", action="store_true", help="only the mixing timings")
     args = ap.parse_args()

@@ -169,20 +169,21 @@ def paper_claims() -> list[Claim]:
         Claim("t8_fgsm_fgsm", "Table 8", _Q_T8_FGSM, "table8", "fgsm_err", "fgsm", "adv"),
         Claim("t8_fgsm_top1", "Table 8", _Q_T8_FGSM, "table8", "top1_err", "adv", "fgsm"),
     ]
-    # Figure 2: the methods the paper's figure shows in the input space (Manifold mixup mixes
-    # hidden features: no input-space statistics)
-    for other in ("input_mixup", "cutmix"):
-        c.append(
-            Claim(
-                f"f2a_saliency_{other}",
-                "Figure 2 (a)",
-                _Q_F2A,
-                "figure2",
-                "saliency_kept",
-                "puzzlemix",
-                other,
+    # Figure 2: the methods the paper's figure shows; Manifold mixup mixes hidden features, so
+    # the figure omits it from (a) and (b)
+    for other in ("input_mixup", "manifold_mixup", "cutmix"):
+        if other != "manifold_mixup":
+            c.append(
+                Claim(
+                    f"f2a_saliency_{other}",
+                    "Figure 2 (a)",
+                    _Q_F2A,
+                    "figure2",
+                    "saliency_kept",
+                    "puzzlemix",
+                    other,
+                )
             )
-        )
         for stat, panel in (("loss", "c"), ("top1", "d"), ("top2", "e")):
             c.append(
                 Claim(

@@ -24,8 +24,14 @@ output ``i`` (summed over the output pixels it lands on, channel-averaged).  Fro
 * ``top1`` / ``top2``: the classifier's top-1 prediction is one of the (up to two) classes with
   the largest mixed-label weights; its top-2 predictions are exactly those classes (2d, 2e).
 
-The paper's text for Figure 2 could not be consulted here: these definitions are the project's
-and are stated wherever the numbers appear.
+These follow the caption of the paper's Figure 2 (Puzzle Mix, l.225-229 of its text): "(a) Mixed
+saliency ||h(s(x0), s(x1))||1 [each s(xk) normalised to sum 1] (b) Total variation of mixed data.
+(c) Cross entropy loss of mixup data and the corresponding soft-label evaluated by the vanilla
+classifier (ResNet18). (d) Top-1 [...] correct if the Top-1 prediction belongs to {y0, y1}. (e)
+Top-2 [...] correct if the Top-2 predictions are equal to {y0, y1}.  Manifold mixup is omitted in
+(a) and (b) as [it] generates mixup examples in the hidden space".  For a mixer whose output is
+not made of the input pixels (``mixes_pixels`` False: manifold mixup) only (c)-(e) are computed,
+on the logits of its hidden-space mix.  The object statistics are ours (no such panel).
 """
 
 from __future__ import annotations
@@ -79,6 +85,26 @@ def total_variation(x_pix: torch.Tensor) -> torch.Tensor:
     return dh + dw
 
 
+def _prediction_statistics(
+    logits: torch.Tensor, y_mix: torch.Tensor, y: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Panels (c)-(e) of one batch: soft-label cross-entropy, top-1 in the label's classes,
+    top-2 equal to them, and the self weight of the mixed label ``ratio``."""
+    logp = F.log_softmax(logits.float(), 1)
+    classes = label_classes(y_mix)
+    top2 = logits.topk(min(2, logits.shape[1]), 1).indices
+    top1_ok = torch.tensor([int(top2[i, 0]) in c for i, c in enumerate(classes)])
+    top2_ok = torch.tensor(
+        [set(top2[i, : len(c)].tolist()) == set(c) for i, c in enumerate(classes)]
+    )
+    return {
+        "loss": -(y_mix * logp).sum(1),
+        "top1": top1_ok.float(),
+        "top2": top2_ok.float(),
+        "ratio": y_mix.gather(1, y.view(-1, 1)).squeeze(1),
+    }
+
+
 def mixing_statistics(
     mixer: Any,
     model: torch.nn.Module,
@@ -102,9 +128,14 @@ def mixing_statistics(
         check_batch("object_masks", object_masks, x.shape[0], "x")
         if object_masks.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"object_masks must be (B, H, W) = {(x.shape[0], *x.shape[-2:])}")
-    if not mixer.mixes_pixels:
-        raise ValueError(f"mixer {mixer.name!r} does not mix input pixels linearly: no statistics")
     model.eval()
+    if not mixer.mixes_pixels:  # manifold mixup: mixed in the hidden space, panels (c)-(e) only
+        out = mixer.apply(model, x, y, generator=generator)
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            logits = mixer.logits(model, x, out)
+        stats = _prediction_statistics(logits, out.y.detach().float(), y)
+        return {k: v.detach().cpu().float() for k, v in stats.items()}
     sal = compute_saliency(model, x, y, mode="eval").saliency.detach()
     sal = sal / sal.flatten(1).sum(1).clamp_min(1e-12).view(-1, 1, 1)
     xr = x.detach().clone().requires_grad_(True)
@@ -117,20 +148,10 @@ def mixing_statistics(
     s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
     with torch.no_grad():
         logits = model(mixed)
-    logp = F.log_softmax(logits.float(), 1)
-    classes = label_classes(y_mix)
-    top2 = logits.topk(min(2, logits.shape[1]), 1).indices
-    top1_ok = torch.tensor([int(top2[i, 0]) in c for i, c in enumerate(classes)])
-    top2_ok = torch.tensor(
-        [set(top2[i, : len(c)].tolist()) == set(c) for i, c in enumerate(classes)]
-    )
     stats = {
         "saliency_kept": torch.einsum("ijhw,jhw->i", g, sal),
         "total_variation": total_variation(mixed * s + m),
-        "loss": -(y_mix * logp).sum(1),
-        "top1": top1_ok.float(),
-        "top2": top2_ok.float(),
-        "ratio": y_mix.gather(1, y.view(-1, 1)).squeeze(1),
+        **_prediction_statistics(logits, y_mix, y),
     }
     if object_masks is not None:
         om = object_masks.to(g.dtype)

@@ -102,10 +102,11 @@ class Mixer:
       batch with whatever the method needs from ``model``: by default the input-gradient
       saliency when ``saliency == "input_gradient"``; SnapMix computes its CAMs, Puzzle Mix its
       saliency and Algorithm 2's noise (``prepare``), Puzzle Mix (aug) augments first.
+    * ``logits(model, x, mixed)`` the model's output on the mixed batch (``model(mixed.x)``;
+      manifold mixup runs the model with its hidden-layer hook);
     * ``loss(model, x, y, mixed, criterion) -> scalar`` the training loss of the mixed batch:
-      by default ``criterion(model(mixed.x), mixed.y)``; manifold mixup runs the model with its
-      hidden-layer hook, AugMix adds the Jensen-Shannon term on its views, SnapMix uses soft
-      cross-entropy (its label rows do not sum to 1).
+      by default ``criterion(logits, mixed.y)``; AugMix adds the Jensen-Shannon term on its
+      views, SnapMix uses soft cross-entropy (its label rows do not sum to 1).
     * ``mixes_pixels``: whether the mixed x is made of the input pixels (rearranged and
       weighted): False for AugMix, manifold mixup and Puzzle Mix on AugMix images (the Figure 2
       statistics need True).
@@ -251,7 +252,12 @@ class Mixer:
     ) -> torch.Tensor:
         """The training loss of a batch mixed by :meth:`apply` (x, y: the batch before mixing;
         ``criterion(logits, soft targets)`` the run's loss) -> scalar, gradients not taken."""
-        return criterion(model(mixed.x), mixed.y)
+        return criterion(self.logits(model, x, mixed), mixed.y)
+
+    def logits(self, model: torch.nn.Module, x: torch.Tensor, mixed: MixResult) -> torch.Tensor:
+        """The model's logits (B, K) on the mixed batch: ``model(mixed.x)``; manifold mixup mixes
+        inside the forward (x: the batch before mixing)."""
+        return model(mixed.x)
 
     def _check_model_batch(
         self,

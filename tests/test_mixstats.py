@@ -124,10 +124,10 @@ def test_top1_top2_definitions():
     assert label_classes(y_mix) == [[0, 1], [0], [2, 0]]
 
 
-def test_non_pixel_mixers_are_refused(batch):
+def test_non_pixel_mixers_get_panels_c_to_e_only_and_bad_masks_are_refused(batch):
     x, y, _, model = batch
-    with pytest.raises(ValueError, match="augmix"):
-        mixing_statistics(build("augmix", num_classes=10), model, x, y, mean=MEAN, std=STD)
+    st = mixing_statistics(build("augmix", num_classes=10), model, x, y, mean=MEAN, std=STD)
+    assert set(st) == {"loss", "top1", "top2", "ratio"}
     with pytest.raises(ValueError, match="object_masks"):
         mixing_statistics(
             build("vanilla", num_classes=10),
@@ -138,3 +138,19 @@ def test_non_pixel_mixers_are_refused(batch):
             std=STD,
             object_masks=torch.ones(12, 8, 8),
         )
+
+
+def test_manifold_mixup_gets_panels_c_to_e_from_its_hidden_space_mix(batch):
+    """Figure 2 omits manifold mixup from (a), (b) (caption); its (c)-(e) come from the logits of
+    the hidden-space mix, the same ones its training loss uses."""
+    x, y, _, model = batch
+    mixer = build("manifold_mixup", num_classes=10, layers=(1,))
+    st = mixing_statistics(mixer, model, x, y, mean=MEAN, std=STD, generator=torch.Generator())
+    assert set(st) == {"loss", "top1", "top2", "ratio"}
+    mixed = mixer.apply(model, x, y, generator=torch.Generator())
+    with torch.no_grad():
+        logits = mixer.logits(model, x, mixed)
+        plain = model(x)
+    expect = -(mixed.y * torch.log_softmax(logits, 1)).sum(1)
+    assert torch.allclose(st["loss"], expect, atol=1e-5)
+    assert not torch.allclose(logits, plain)  # mixed at layer 1, not the clean forward

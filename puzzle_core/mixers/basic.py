@@ -94,8 +94,8 @@ class ManifoldMixup(Mixer):
 
     Needs the model's manifold hook: ``model(x, mix_layer=k, mix_fn=f)`` applies ``f`` to the
     activation at point k (see ``puzzle_core.models``).  Training uses :meth:`apply` then
-    :meth:`loss` (or :meth:`forward`); calling the mixer on images alone only works when the
-    only layer is 0 (then it is input mixup)."""
+    :meth:`loss` (the mix happens in :meth:`logits`; :meth:`forward` does both); calling the
+    mixer on images alone only works when the only layer is 0 (then it is input mixup)."""
 
     name = "manifold_mixup"
     mixes_pixels = False
@@ -140,13 +140,9 @@ class ManifoldMixup(Mixer):
         lap_stage(timer, "mix")
         return MixResult(x, self._labels(targets, perm, ratio), perm, ratio, info)
 
-    def loss(self, model, x, y, mixed, criterion) -> torch.Tensor:
-        """criterion(logits of x mixed at the planned layer, mixed targets)."""
-        return criterion(self.logits(model, x, mixed.info["plan"]), mixed.y)
-
-    @staticmethod
-    def logits(model: torch.nn.Module, x: torch.Tensor, plan: ManifoldPlan) -> torch.Tensor:
-        """The model's forward with ``plan``'s mix applied at its layer -> logits (B, K)."""
+    def logits(self, model: torch.nn.Module, x: torch.Tensor, mixed: MixResult) -> torch.Tensor:
+        """The model's forward on x with the plan's mix applied at its layer -> (B, K)."""
+        plan = mixed.info["plan"]
         return model(x, mix_layer=plan.layer, mix_fn=plan.mix_fn())
 
     def forward(
@@ -159,8 +155,7 @@ class ManifoldMixup(Mixer):
         """One mixed forward: x (B, C, H, W) float as the model takes it, y (B,) or (B, K) ->
         (logits, soft targets (B, K), the plan)."""
         mixed = self.apply(model, x, y, generator=generator)
-        plan = mixed.info["plan"]
-        return self.logits(model, x, plan), mixed.y, plan
+        return self.logits(model, x, mixed), mixed.y, mixed.info["plan"]
 
     def _mix(self, x, y, saliency, *, generator) -> MixResult:
         if self.layers != (0,):

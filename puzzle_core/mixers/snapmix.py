@@ -113,4 +113,4 @@ class SnapMix(Mixer):
     def loss(self, model, x, y, mixed, criterion) -> torch.Tensor:
         """rho_a CE(y) + rho_b CE(y') as SnapMix's code (soft cross-entropy on the unnormalised
         label rows; the run's criterion is not used)."""
-        return soft_cross_entropy(model(mixed.x), mixed.y)
+        return soft_cross_entropy(self.logits(model, x, mixed), mixed.y)
