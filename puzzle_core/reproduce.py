@@ -45,7 +45,10 @@ NOTEBOOKS = (
     "table8",
     "figure2",
     "gm_overhead",
+    "gm_table3",
+    "gm_table5",
     "gm_table6",
+    "gm_table7",
     "gm_table8",
 )
 # What a profile runs when no notebook is named: at `small`, the notebooks whose claims the

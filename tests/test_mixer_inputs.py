@@ -176,7 +176,7 @@ def test_all_zero_saliency_is_accepted_with_its_documented_meaning():
         diff = y != y[snap.perm]
         if area_a and area_b and diff.any():
             assert torch.allclose(snap.ratio[diff], torch.tensor(1 - area_a / 256))
-            assert torch.allclose(snap.info["rho_b"][diff], torch.tensor(area_b / 256))
+            assert torch.allclose(snap.info["rho_b"][diff], torch.tensor(area_a / 256))
             checked += 1
     assert checked
 

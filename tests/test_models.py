@@ -14,6 +14,7 @@ from puzzle_core.models import (
     MODEL_NAMES,
     CifarResNet,
     PreActResNet18,
+    ResNet18,
     ResNet50,
     WideResNet,
     build_model,
@@ -43,6 +44,7 @@ def _model(name: str, k: int = 10, in_channels: int = 3, stem: str = "cifar") ->
         ("wrn28_10", 100, 36_546_980),  # docs/reference-implementation.md §1f
         ("wrn28_10", 200, 36_611_080),  # docs/reference-implementation.md §1f
         ("resnet50", 1000, 25_557_032),  # torchvision's documented count
+        ("resnet18", 1000, 11_689_512),  # torchvision's documented count
         ("preactresnet18_w16", 100, 712_372),
         ("resnet8", 100, 81_140),
         ("resnet20", 100, 275_572),
@@ -58,6 +60,7 @@ def test_registry():
         "preactresnet18_w16",
         "wrn28_10",
         "resnet50",
+        "resnet18",
         "resnet8",
         "resnet20",
     }
@@ -94,6 +97,26 @@ def test_resnet50_forward_and_keys():
     assert list(m.state_dict()) == list(ref.state_dict())  # torchvision checkpoints load as is
     grey = ResNet50(4, in_channels=1).eval()
     assert grey(torch.randn(1, 1, 64, 64)).shape == (1, 4)
+
+
+def test_resnet18_forward_keys_and_hook():
+    torchvision = pytest.importorskip("torchvision")
+    m = _model("resnet18", 7)
+    assert isinstance(m, ResNet18) and m.mix_layers == (0, 1, 2, 3)
+    assert m(torch.randn(1, 3, 64, 64)).shape == (1, 7)
+    ref = torchvision.models.resnet18(weights=None, num_classes=7)
+    assert list(m.state_dict()) == list(ref.state_dict())  # torchvision checkpoints load as is
+    seen = []
+
+    def record(h):
+        seen.append(tuple(h.shape))
+        return h
+
+    for k in m.mix_layers:
+        m(torch.randn(1, 3, 64, 64), mix_layer=k, mix_fn=record)
+    assert seen == [(1, 3, 64, 64), (1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4)]
+    assert m.forward_features(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+    assert m.classifier.out_features == 7  # SnapMix's CAM weights
 
 
 def test_stems():
@@ -266,7 +289,7 @@ def test_hook_train_mode_gradients():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="name must be one of.*preactresnet18"):
-        build_model("resnet18", 10)
+        build_model("resnet34", 10)
     with pytest.raises(ValueError, match="stem"):
         build_model("resnet8", 10, stem="imagenet")
     with pytest.raises(ValueError, match="stem"):

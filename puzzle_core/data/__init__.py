@@ -6,6 +6,8 @@
 * ``cifar``: CIFAR-100 / CIFAR-10 via torchvision, reference normalisation and transforms.
 * ``tiny_imagenet``: Tiny-ImageNet-200 with the validation-folder re-organisation.
 * ``imagenet``: ImageNet from the ImageFolder layout, reference test transform.
+* ``fine_grained``: CUB-200-2011, Stanford Cars, FGVC-Aircraft, Caltech-101 and Oxford
+  Flowers-102 from their standard layouts (GuidedMixup Tables 3, 7, 8), and ImageNet-C.
 * ``corruptions``: CIFAR-100-C (published ``.npy``) and a locally generated stand-in.
 * ``subsets``: seeded, class-stratified data-scarcity subsets (GuidedMixup Table 6).
 """
@@ -39,6 +41,21 @@ from .fashion_mnist import (
     load_fashion_mnist_arrays,
     read_idx,
 )
+from .fine_grained import (
+    CUB200,
+    FINE_GRAINED,
+    IMAGENET_C,
+    available_imagenet_c,
+    fine_grained_test_transform,
+    fine_grained_train_transform,
+    load_caltech101,
+    load_cub200,
+    load_fgvc_aircraft,
+    load_fine_grained,
+    load_flowers102,
+    load_imagenet_c,
+    load_stanford_cars,
+)
 from .imagenet import imagenet_test_transform, imagenet_train_transform, load_imagenet
 from .subsets import (
     SCARCITY_FRACTIONS,
@@ -62,15 +79,19 @@ __all__ = [
     "CIFAR100_MEAN",
     "CIFAR100_STD",
     "CORRUPTIONS",
-    "CIFARCorrupted",
-    "FashionMNIST",
+    "CUB200",
+    "FINE_GRAINED",
+    "IMAGENET_C",
     "LIBRARY_BROKEN",
     "LIBRARY_WORKING",
     "SCARCITY_FRACTIONS",
     "STANDARD",
+    "CIFARCorrupted",
+    "FashionMNIST",
     "SyntheticArrays",
     "SyntheticObjects",
     "available_corruptions",
+    "available_imagenet_c",
     "cifar_normalization",
     "cifar_test_transform",
     "cifar_train_transform",
@@ -78,15 +99,24 @@ __all__ = [
     "fashion_mnist_transforms",
     "find_fashion_mnist",
     "find_tiny_imagenet",
+    "fine_grained_test_transform",
+    "fine_grained_train_transform",
     "generate_corruptions",
     "generate_synthetic_objects",
     "imagenet_test_transform",
     "imagenet_train_transform",
     "library_status",
+    "load_caltech101",
     "load_cifar",
     "load_corruption",
+    "load_cub200",
     "load_fashion_mnist_arrays",
+    "load_fgvc_aircraft",
+    "load_fine_grained",
+    "load_flowers102",
     "load_imagenet",
+    "load_imagenet_c",
+    "load_stanford_cars",
     "load_tiny_imagenet",
     "per_class_counts",
     "read_idx",

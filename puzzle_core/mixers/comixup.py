@@ -11,15 +11,23 @@ Per partition of ``part`` consecutive examples (m inputs -> m outputs), grid g x
   unary v . c (halves get a -5e-4 bonus), smoothness (beta'/2) ||v(u) - v(w)||^2 between
   4-neighbours (Potts beta' between pure labels, beta'/4 to a parent half);
 * diversity: gamma' sum_j sum_k o_jk [p_-j,k > tau'] p_-j,k with o_j the per-input cell counts
-  of output j and p_-j = A sum_{j' != j} o_j', A = (1 - omega) I + omega A_hat (A_hat: L1
-  distance between the inputs' saliency peaks, scaled to sum m);
+  of output j and p_-j = sum_{j' != j} o_j' (the code's ``obj_fn_thres``); the solver's penalty
+  brings in A = (1 - omega) I + omega A_hat (A_hat: L1 distance between the inputs' saliency
+  peaks, scaled to sum m);
 * scales: beta' = beta / n, gamma' = gamma / n, eta' = eta / n, tau' = tau n.
 * optimisation: random initial labels; ``niter`` sweeps over the outputs; each output's
-  subproblem gets the modular penalty 2 gamma' [A p > tau'] A p (the "hard" threshold) on every
-  cell of input k and is solved by swap (label cost: Potts, 0.25 between a half and its
-  parents, as the code); after the second-to-last sweep outputs using the identical input set
-  get a unit extra cost to break the tie (``set_resolve``); stop when the code's un-thresholded
-  objective changes by < 1e-6 relatively.
+  subproblem gets a modular penalty on every cell of input k (:func:`modular_penalty`) and is
+  solved by swap (label cost: Potts, 0.25 between a half and its parents, as the code); after
+  the second-to-last sweep outputs using the identical input set get a unit extra cost to break
+  the tie (``set_resolve``); stop when the code's un-thresholded objective changes by < 1e-6
+  relatively.
+* the "hard" penalty, with p = sum_{j' != j} o_j' and mask = [A p > tau']: match.py writes
+  ``(A @ p > thres).float() * A @ p``, which Python parses as ``((mask * A) @ p)`` (``*`` and
+  ``@`` share one precedence level, left to right; mask (m,) broadcasts over A's columns), i.e.
+  2 gamma' A (mask * p).  ``threshold_form="official"`` (default: what produced the published
+  numbers) computes exactly that; ``"intended"`` the evident intent 2 gamma' mask * (A p).  They
+  differ only through A's off-diagonal (omega A_hat); the "soft" threshold is parenthesised in
+  the code, 2 gamma' mask * (A p - tau'), and is the same in both forms (docs/baselines.md §7).
 
 Outputs: x~_j = sum_k z_jk x_k (cells are pure copies or half/half averages), labels = the
 area share of every input (rows sum to 1).  gco is given integer energies (scaled to 1e5)
@@ -43,6 +51,7 @@ from .registry import register
 
 _HALF_BONUS = 5e-4
 _INT_SCALE = 1e5
+THRESHOLD_FORMS = ("official", "intended")
 
 
 @dataclass(frozen=True)
@@ -64,8 +73,54 @@ def label_vectors(m: int, halves: list[tuple[int, int]]) -> np.ndarray:
     return np.array(vecs)
 
 
+def modular_penalty(
+    compat: np.ndarray,
+    p: np.ndarray,
+    tau: float,
+    gamma: float,
+    thres_type: str = "hard",
+    threshold_form: str = "official",
+) -> np.ndarray:
+    """The solver's modular approximation of the diversity term for one output (match.py
+    ``get_onehot_matrix``): compat A (m, m), p (m,) the other outputs' cell counts per input,
+    tau' and gamma' scaled -> penalty per input (m,).  With mask = [A p > tau']:
+
+    * hard, ``"official"``: 2 gamma' ((mask * A) @ p) = 2 gamma' A (mask * p), the code as Python
+      parses it (mask broadcast along A's last axis, then the matrix product);
+    * hard, ``"intended"``: 2 gamma' mask * (A p);
+    * soft (either form): 2 gamma' mask * (A p - tau')."""
+    check_choice("thres_type", thres_type, ("hard", "soft"))
+    check_choice("threshold_form", threshold_form, THRESHOLD_FORMS)
+    ap = compat @ p
+    mask = (ap > tau).astype(ap.dtype)
+    if thres_type == "soft":
+        return 2 * gamma * mask * (ap - tau)
+    if threshold_form == "official":
+        return 2 * gamma * ((mask * compat) @ p)
+    return 2 * gamma * mask * ap
+
+
+def official_objective(problem: CoMixupProblem, weights: np.ndarray) -> float:
+    """The official thresholded objective (match.py ``obj_fn_thres``) of a solution: unary
+    sum c . z + (beta'/2) sum_{4-neighbours} ||z(u) - z(v)||^2 + gamma' sum_j sum_k o_jk
+    [p_-j,k > tau'] p_-j,k with p_-j = sum_{j' != j} o_j' (no A, no half-label bonus).  weights
+    (m_out, n, m) the label vector of every output's cells."""
+    g, m = problem.grid, problem.cost.shape[0]
+    unary = float(np.einsum("jnk,kn->", weights, problem.cost))
+    w = weights.reshape(weights.shape[0], g, g, m)
+    smooth = ((w[:, 1:] - w[:, :-1]) ** 2).sum() + ((w[:, :, 1:] - w[:, :, :-1]) ** 2).sum()
+    o = weights.sum(1)
+    penalty = o.sum(0, keepdims=True) - o
+    div = float((np.where(penalty > problem.tau, penalty, 0.0) * o).sum())
+    return unary + problem.beta / 2 * float(smooth) + problem.gamma * div
+
+
 def energy(problem: CoMixupProblem, weights: np.ndarray) -> float:
-    """E of a solution (the thresholded objective, halves' bonus included): weights
+    """E_ours of a solution: the official objective (:func:`official_objective`) with two of our
+    additions, so that it scores what the solver's subproblems see: A in the diversity term
+    (p_-j = A sum_{j' != j} o_j', thresholded as the "intended" penalty) and the half labels'
+    -5e-4 bonus per half cell.  Equal to :func:`official_objective` when A = I and no cell is a
+    half.  Not the official objective: do not compare it with the code's numbers.  weights
     (m_out, n, m) the label vector of every output's cells."""
     g, m = problem.grid, problem.cost.shape[0]
     unary = float(np.einsum("jnk,kn->", weights, problem.cost))
@@ -150,9 +205,11 @@ def optimise(
     half_labels: bool = True,
     thres_type: str = "hard",
     set_resolve: bool = True,
+    threshold_form: str = "official",
 ) -> tuple[np.ndarray, float]:
     """Block coordinate descent (match.py ``get_onehot_matrix``) -> (weights (m, n, m): the
-    label vector of every output's cells, the thresholded E)."""
+    label vector of every output's cells, E_ours (:func:`energy`)).  The penalty of each
+    output's subproblem is :func:`modular_penalty` (``thres_type``, ``threshold_form``)."""
     m, n = problem.cost.shape
     weights = np.eye(m)[rng.integers(m, size=(m, n))]  # random initial labels
     prev = _unthresholded(problem, weights)
@@ -160,11 +217,10 @@ def optimise(
     for it in range(niter):
         for j in range(m):
             counts = weights[j].sum(0)
-            ap = problem.compat @ (weights.sum((0, 1)) - counts)
-            if thres_type == "hard":
-                pen = 2 * problem.gamma * np.where(ap > problem.tau, ap, 0.0)
-            else:
-                pen = 2 * problem.gamma * np.where(ap > problem.tau, ap - problem.tau, 0.0)
+            others = weights.sum((0, 1)) - counts  # p: the other outputs' counts per input
+            pen = modular_penalty(
+                problem.compat, others, problem.tau, problem.gamma, thres_type, threshold_form
+            )
             if add is not None:
                 pen = pen + problem.gamma * add[j]
             halves: list[tuple[int, int]] = []
@@ -205,6 +261,13 @@ class CoMixup(Mixer):
     CIFAR-100 settings (part 20, grid 4, alpha 2.0, beta 0.32, gamma 1.0, tau 0.83 hard, eta
     0.05, omega 0.001, 4 sweeps).
 
+    ``threshold_form`` (the "hard" penalty, see :func:`modular_penalty`): ``"official"``
+    (default) = the public match.py as Python parses it, 2 gamma' A (mask * p), which produced
+    the published numbers; ``"intended"`` = 2 gamma' mask * (A p).  Issue #11 measured 359 of
+    1,024 cells labelled differently between the two on 4 batches, neither better.
+    ``info["energy"]`` is E_ours (:func:`energy`), ``info["official_objective"]`` the code's
+    ``obj_fn_thres`` (:func:`official_objective`), one value per partition.
+
     Partitions are consecutive runs of ``part`` examples, the last one shorter (the code's
     ``ceil(B / part)`` loop).  A partition of one image (B = 1, or B = k part + 1) has a single
     feasible labelling, every cell from that image: its output is the image itself with its own
@@ -229,10 +292,12 @@ class CoMixup(Mixer):
         niter: int = 4,
         half_labels: bool = True,
         set_resolve: bool = True,
+        threshold_form: str = "official",
         num_classes: int | None = None,
     ) -> None:
         super().__init__(num_classes)
         check_choice("thres_type", thres_type, ("hard", "soft"))
+        check_choice("threshold_form", threshold_form, THRESHOLD_FORMS)
         for name, v in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("eta", eta)):
             if v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
@@ -241,7 +306,7 @@ class CoMixup(Mixer):
         self.alpha, self.beta, self.gamma, self.eta = alpha, beta, gamma, eta
         self.thres, self.thres_type, self.omega = thres, thres_type, omega
         self.grid, self.part, self.niter, self.half_labels = grid, part, niter, half_labels
-        self.set_resolve = set_resolve
+        self.set_resolve, self.threshold_form = set_resolve, threshold_form
 
     def problem(
         self, saliency: torch.Tensor, grid: int, rng: np.random.Generator
@@ -267,14 +332,21 @@ class CoMixup(Mixer):
         out_x = torch.empty_like(x)
         out_y = torch.empty_like(targets)
         shares = torch.zeros(b, b)
-        energies = []
+        energies, objectives = [], []
         for start in range(0, b, self.part):
             sl = slice(start, min(start + self.part, b))
             prob = self.problem(saliency[sl].detach().cpu(), grid, rng)
             weights, e = optimise(
-                prob, rng, self.niter, self.half_labels, self.thres_type, self.set_resolve
+                prob,
+                rng,
+                self.niter,
+                self.half_labels,
+                self.thres_type,
+                self.set_resolve,
+                self.threshold_form,
             )
             energies.append(e)
+            objectives.append(official_objective(prob, weights))
             m = weights.shape[0]
             wt = torch.from_numpy(weights).float().view(m, grid, grid, m)  # output, cell, input
             up = (
@@ -292,5 +364,10 @@ class CoMixup(Mixer):
             out_y[sl] = share.to(targets.device) @ targets[sl]
             shares[sl, sl] = share
         ratio = shares.diagonal().to(x.device)
-        info = {"shares": shares, "grid": grid, "energy": energies}
+        info = {
+            "shares": shares,
+            "grid": grid,
+            "energy": energies,
+            "official_objective": objectives,
+        }
         return MixResult(out_x, out_y, torch.arange(b, device=x.device), ratio, info)

@@ -53,11 +53,18 @@ class SnapMix(Mixer):
     """Two boxes for the batch, box_a ~ CutMix(lam_a) and box_b ~ CutMix(lam_b) with independent
     lambdas and centres; box_b of the partner is resized (bilinear, align_corners True) into box_a
     of every image.  Label weights (not normalised to 1): rho_a = 1 - sum_{box_a} SPM_self,
-    rho_b = sum_{box_b} SPM_partner; equal labels get rho_a + rho_b each (so a label row sums
-    to rho_a + rho_b in [0, 2], or 2 (rho_a + rho_b) for equal labels); an all-zero map falls
-    back to the area ratios (the code's NaN rule).  ``saliency`` is the SPM (B, H, W) with x's
-    H, W, finite and >= 0 (required; see :func:`class_activation_spm`), normalised to sum 1 per
-    image.  Defaults: prob 1, beta 1 (argparse)."""
+    rho_b = sum_{box_b} SPM_partner (each divided by its map's sum + 1e-8, as the code); equal
+    labels get rho_a + rho_b each (so a label row sums to rho_a + rho_b in [0, 2], or
+    2 (rho_a + rho_b) for equal labels).  ``saliency`` is the SPM (B, H, W) with x's H, W, finite
+    and >= 0 (required; see :func:`class_activation_spm`), normalised to sum 1 per image.
+    Defaults: prob 1, beta 1 (argparse).
+
+    Undefined maps (all zero here; a constant CAM, NaN in the code) follow the official code
+    exactly (SnapMix utils/mixmethod.py ``snapmix``, the same in GuidedMixup's FGVC port): a
+    weight computed from such a map is NaN; the same-label rule runs first, so on equal labels
+    a NaN in either weight makes both NaN; then every NaN weight falls back to the area ratio
+    of the pasted box a: self 1 - area_a / HW, partner area_a / HW (not area_b / HW).  With
+    every map undefined the two weights of a row sum to 1 (docs/baselines.md §6)."""
 
     name = "snapmix"
     saliency = "cam"
@@ -92,13 +99,18 @@ class SnapMix(Mixer):
         ).to(x.dtype)
         out = x.clone()
         out[:, :, a1:a2, a3:a4] = patch
-        rho_a = 1 - spm[:, a1:a2, a3:a4].sum((1, 2))
-        rho_b = spm[perm][:, b1:b2, b3:b4].sum((1, 2))
-        rho_a = torch.where(torch.isnan(rho_a), torch.full_like(rho_a, 1 - area_a / (h * w)), rho_a)
-        rho_b = torch.where(torch.isnan(rho_b), torch.full_like(rho_b, area_b / (h * w)), rho_b)
+        # the code's order (utils/mixmethod.py ``snapmix``): box shares (NaN for an undefined
+        # map), then the same-label sums (NaN spreads to both), then the NaN fallback, whose
+        # partner weight is area_a / HW (the pasted box), not area_b / HW
+        total = spm.sum((1, 2))
+        rho_a = 1 - spm[:, a1:a2, a3:a4].sum((1, 2)) / (total + 1e-8)
+        rho_b = spm[perm][:, b1:b2, b3:b4].sum((1, 2)) / (total[perm] + 1e-8)
         same = targets.argmax(1) == targets[perm].argmax(1)
         both = rho_a + rho_b
         rho_a, rho_b = torch.where(same, both, rho_a), torch.where(same, both, rho_b)
+        lam = 1 - area_a / (h * w)
+        rho_a = torch.where(torch.isnan(rho_a), torch.full_like(rho_a, lam), rho_a)
+        rho_b = torch.where(torch.isnan(rho_b), torch.full_like(rho_b, 1 - lam), rho_b)
         y_mix = rho_a[:, None] * targets + rho_b[:, None] * targets[perm]
         info = {"boxes": [box_a, box_b], "rho_b": rho_b}
         return MixResult(out, y_mix, perm, rho_a, info)

@@ -13,13 +13,15 @@ name                    architecture                                           p
 ``preactresnet18_w16``  the same at width 16 (fast CPU stand-in)                       712,372
 ``wrn28_10``            WRN-28-10 of the reference code (CIFAR/Tiny)               36,546,980
 ``resnet50``            torchvision ResNet-50 (ImageNet, Table 5)                  23,712,932
+``resnet18``            torchvision ResNet-18 (fine-grained, GuidedMixup 3/7/8)    11,227,812
 ``resnet8``             CIFAR ResNet-8 (He et al.; fastest)                             81,140
 ``resnet20``            CIFAR ResNet-20 (He et al.)                                    275,572
 ======================  =====================================================  ==============
 
 ``stem="cifar"``: first conv stride 1 (32x32 inputs; also 28x28 grey with ``in_channels=1``);
 ``stem="tiny"``: first conv stride 2 (Tiny-ImageNet 64x64, as the reference).  ResNet-50 always has
-torchvision's ImageNet stem (7x7/2 conv + max-pool) and ignores ``stem`` (still validated).
+torchvision's ImageNet stem (7x7/2 conv + max-pool) and ignores ``stem`` (still validated); so
+does ResNet-18.
 Measured CPU step times are in :mod:`puzzle_core.models.small`.
 
 The manifold-mixup hook
@@ -69,7 +71,7 @@ import torch.nn as nn
 
 from ._common import STEMS, MixFn, check_model_args, stem_stride
 from .preact_resnet import PreActBlock, PreActResNet18, preactresnet18, preactresnet18_w16
-from .resnet import ResNet50, resnet50
+from .resnet import ResNet18, ResNet50, TorchvisionResNet, resnet18, resnet50
 from .small import BasicBlock, CifarResNet, resnet8, resnet20
 from .wide_resnet import WideBasic, WideResNet, wrn28_10
 
@@ -79,11 +81,17 @@ def _resnet50(num_classes: int, *, in_channels: int = 3, stem: str = "cifar") ->
     return resnet50(num_classes, in_channels=in_channels)
 
 
+def _resnet18(num_classes: int, *, in_channels: int = 3, stem: str = "cifar") -> nn.Module:
+    stem_stride(stem)  # validate only: ResNet-18 keeps torchvision's ImageNet stem
+    return resnet18(num_classes, in_channels=in_channels)
+
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "preactresnet18": preactresnet18,
     "preactresnet18_w16": preactresnet18_w16,
     "wrn28_10": wrn28_10,
     "resnet50": _resnet50,
+    "resnet18": _resnet18,
     "resnet8": resnet8,
     "resnet20": resnet20,
 }
@@ -101,7 +109,7 @@ def build_model(
       num_classes: K, the number of logits.
       in_channels: input channels (3 RGB, 1 grey).
       stem: ``"cifar"`` (first conv stride 1) or ``"tiny"`` (stride 2, Tiny-ImageNet 64x64);
-        ignored by ``resnet50``.
+        ignored by ``resnet50`` and ``resnet18``.
 
     Returns a module with ``forward(x, mix_layer=None, mix_fn=None)`` mapping x (B, in_channels,
     H, W) to logits (B, num_classes), and ``mix_layers`` (see the module docstring).
@@ -123,12 +131,15 @@ __all__ = [
     "MixFn",
     "PreActBlock",
     "PreActResNet18",
+    "ResNet18",
     "ResNet50",
+    "TorchvisionResNet",
     "WideBasic",
     "WideResNet",
     "build_model",
     "preactresnet18",
     "preactresnet18_w16",
+    "resnet18",
     "resnet20",
     "resnet50",
     "resnet8",

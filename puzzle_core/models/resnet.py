@@ -1,5 +1,6 @@
-"""ResNet-50 for ImageNet (Table 5): torchvision's ``resnet50(weights=None)`` with the
-manifold-mixup hook.
+"""ResNet-50 for ImageNet (Table 5) and ResNet-18 for the fine-grained data sets (GuidedMixup
+Tables 3, 7 and 8): torchvision's ``resnet50`` / ``resnet18`` (``weights=None``, trained from
+scratch as in GuidedMixup's FGVC code, docs/baselines.md §8.6) with the manifold-mixup hook.
 
 The torchvision modules are adopted as direct children, so ``state_dict()`` keys are exactly
 torchvision's (``conv1.weight``, ``layer1.0.conv1.weight``, ..., ``fc.bias``) and torchvision
@@ -23,8 +24,8 @@ from torch import Tensor
 from ._common import MixFn, check_model_args, staged_features
 
 
-class ResNet50(nn.Module):
-    """torchvision ResNet-50 with the hook.
+class TorchvisionResNet(nn.Module):
+    """A torchvision ImageNet ResNet (``arch``: ``"resnet18"`` or ``"resnet50"``) with the hook.
 
     Args:
       num_classes: K (torchvision's fc output).
@@ -39,14 +40,19 @@ class ResNet50(nn.Module):
 
     mix_layers: tuple[int, ...] = (0, 1, 2, 3)
 
+    arch = "resnet50"
+
     def __init__(
         self, num_classes: int, *, in_channels: int = 3, zero_init_residual: bool = False
     ) -> None:
         super().__init__()
         check_model_args(num_classes, in_channels)
-        from torchvision.models import resnet50  # lazy: torchvision is optional
+        import torchvision.models  # lazy: torchvision is optional
 
-        net = resnet50(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
+        if self.arch not in ("resnet18", "resnet50"):
+            raise ValueError(f"arch must be 'resnet18' or 'resnet50', got {self.arch!r}")
+        build = getattr(torchvision.models, self.arch)
+        net = build(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
         self.num_classes = num_classes
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -83,6 +89,26 @@ class ResNet50(nn.Module):
     def classifier(self) -> nn.Linear:
         """The final linear layer (SnapMix's CAM weights)."""
         return self.fc
+
+
+class ResNet50(TorchvisionResNet):
+    """torchvision ResNet-50 with the hook (see :class:`TorchvisionResNet`)."""
+
+    arch = "resnet50"
+
+
+class ResNet18(TorchvisionResNet):
+    """torchvision ResNet-18 with the hook (see :class:`TorchvisionResNet`): last feature map
+    (B, 512, H/32, W/32); hook indices as ResNet-50's with 64 / 128 / 256 channels."""
+
+    arch = "resnet18"
+
+
+def resnet18(
+    num_classes: int = 1000, *, in_channels: int = 3, zero_init_residual: bool = False
+) -> ResNet18:
+    """ResNet-18 (11,689,512 parameters at K=1000)."""
+    return ResNet18(num_classes, in_channels=in_channels, zero_init_residual=zero_init_residual)
 
 
 def resnet50(

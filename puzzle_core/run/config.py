@@ -13,7 +13,20 @@ from .._checks import check_choice
 from ..losses import LOSSES
 from .fieldtypes import check_field_types
 
-DATASETS = ("synthetic", "fashion_mnist", "cifar100", "cifar10", "tiny_imagenet", "imagenet")
+DATASETS = (
+    "synthetic",
+    "fashion_mnist",
+    "cifar100",
+    "cifar10",
+    "tiny_imagenet",
+    "imagenet",
+    # GuidedMixup Tables 3, 7 and 8 (puzzle_core.data.fine_grained)
+    "cub200",
+    "stanford_cars",
+    "fgvc_aircraft",
+    "caltech101",
+    "flowers102",
+)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,18 @@ def _stats(data: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(arr.mean(0).tolist()), tuple(arr.std(0).tolist())
 
 
+# synthetic-objects' training-set statistics by (image size, seed): the same values, computed
+# once per process (they cost seconds at 64 px, more than a smoke run's training)
+_SYNTHETIC_STATS: dict[tuple[int, int], tuple[tuple[float, ...], tuple[float, ...]]] = {}
+
+
+def _synthetic_stats(data: np.ndarray, image_size: int, seed: int) -> tuple[tuple, tuple]:
+    key = (image_size, seed)
+    if key not in _SYNTHETIC_STATS:
+        _SYNTHETIC_STATS[key] = _stats(data)
+    return _SYNTHETIC_STATS[key]
+
+
 class _Switchable:
     """A transform that can be replaced between epochs (the phases of Table 5)."""
 
@@ -31,14 +43,16 @@ class _Switchable:
 def build_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int, int, tuple, tuple]:
     """-> (train set, test set, classes, channels, mean, std) with the reference transforms
     (CIFAR / synthetic: flip + RandomCrop(padding 2); Tiny-ImageNet: flip + RandomCrop(64,
-    padding 4); ImageNet: RandomResizedCrop + flip; normalisation for both splits)."""
+    padding 4); ImageNet: RandomResizedCrop + flip; the fine-grained sets of GuidedMixup:
+    Resize(size * 8 / 7) + RandomCrop(size) + flip, test Resize + CenterCrop(size), size =
+    ``cfg.image_size`` (224); normalisation for both splits)."""
     from torchvision import transforms as T
 
     from ..data import FashionMNIST, SyntheticObjects, fashion_mnist_transforms, load_cifar
 
     if cfg.dataset == "synthetic":
         probe = SyntheticObjects(train=True, image_size=cfg.image_size, seed=cfg.seed)
-        mean, std = _stats(probe.data)
+        mean, std = _synthetic_stats(probe.data, cfg.image_size, cfg.seed)
         size = cfg.image_size
         train_tf = T.Compose(
             [
@@ -74,6 +88,18 @@ def build_data(cfg: TrainConfig) -> tuple[Dataset, Dataset, int, int, tuple, tup
         train = inet.load_imagenet(cfg.data_root, "train", tf)
         test = inet.load_imagenet(cfg.data_root, "val", inet.imagenet_test_transform())
         return train, test, len(train.classes), 3, inet.MEAN, inet.STD
+    if cfg.dataset in ("cub200", "stanford_cars", "fgvc_aircraft", "caltech101", "flowers102"):
+        from ..data import fine_grained as fg
+
+        size = cfg.image_size
+        # Caltech-101 has no official split: seeded by the run's seed, as GuidedMixup's code
+        train = fg.load_fine_grained(
+            cfg.dataset, cfg.data_root, "train", fg.fine_grained_train_transform(size), cfg.seed
+        )
+        test = fg.load_fine_grained(
+            cfg.dataset, cfg.data_root, "test", fg.fine_grained_test_transform(size), cfg.seed
+        )
+        return train, test, fg.NUM_CLASSES[cfg.dataset], 3, fg.MEAN, fg.STD
     from ..data.cifar import cifar_normalization, cifar_test_transform, cifar_train_transform
 
     train = load_cifar(
