@@ -122,21 +122,21 @@ def check_labels(y: torch.Tensor, num_classes: int | None, batch: int) -> None:
     check_finite_nonneg("y", y)
 
 
-def check_saliency(saliency: torch.Tensor, x: torch.Tensor) -> None:
+def check_saliency(saliency: torch.Tensor, x: torch.Tensor, name: str = "saliency") -> None:
     """saliency (B, H, W): x's batch and image size, x's device, real, finite, >= 0."""
-    check_tensor("saliency", saliency, "(B, H, W)")
-    check_rank("saliency", saliency, 3, "(B, H, W)")
-    check_batch("saliency", saliency, x.shape[0])
+    check_tensor(name, saliency, "(B, H, W)")
+    check_rank(name, saliency, 3, "(B, H, W)")
+    check_batch(name, saliency, x.shape[0])
     if tuple(saliency.shape[1:]) != tuple(x.shape[2:]):
         raise ValueError(
-            f"saliency must have shape (B, H, W) = {(x.shape[0], *x.shape[2:])}, "
+            f"{name} must have shape (B, H, W) = {(x.shape[0], *x.shape[2:])}, "
             f"got {tuple(saliency.shape)}"
         )
     if saliency.dtype == torch.bool or saliency.is_complex():
-        raise ValueError(f"saliency must be a real map, got dtype {saliency.dtype}")
+        raise ValueError(f"{name} must be a real map, got dtype {saliency.dtype}")
     if saliency.device != x.device:
-        raise ValueError(f"saliency is on {saliency.device} but x is on {x.device}")
-    check_finite_nonneg("saliency", saliency)
+        raise ValueError(f"{name} is on {saliency.device} but x is on {x.device}")
+    check_finite_nonneg(name, saliency)
 
 
 def check_keywords(owner: str, given: Sequence[str], accepted: Sequence[str]) -> None:

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import (
-    check_choice,
-    check_positive_int,
-)
+from ._checks import check_choice, check_positive_int, check_saliency
 from ._random import draw_lambda, numpy_rng
 from .mask.energy import GridEnergy, boundary_distances, puzzle_energy
 from .mask.exact import solve_exact
@@ -39,23 +36,30 @@ from .transport import (
 @dataclass(frozen=True)
 class AdversarialNoise:
     """Algorithm 2 output for one batch: noise (B, C, H, W) in pixel space; nu_self, nu_partner
-    (B,) bool: whether example i gets the noise in the self role (x1) and whether its partner
-    gets it in the partner role (x0)."""
+    (B,) bool: whether pair i's own input gets noise and whether its partner input does.
+    ``partner_noise`` (B, C, H, W): the noise of pair i's partner input when it was drawn per
+    pair (``adv_draw="pair"``); None: the partner takes its own example's ``noise[perm]``."""
 
     noise: torch.Tensor
     nu_self: torch.Tensor
     nu_partner: torch.Tensor
+    partner_noise: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class Prepared:
     """What :meth:`PuzzleMix.prepare` computes from the model: saliency (B, H, W), the
-    adversarial noise (or None), the clean loss and logits of the saliency pass."""
+    adversarial noise (or None), the clean loss and logits of the saliency pass.  With
+    ``adv_draw="pair"`` and adv_p > 0 also the pairing ``perm`` (B,) the noise was drawn for
+    and ``partner_saliency`` (B, H, W), each pair's partner input's saliency (at its own noisy
+    point where its nu is 1); pass both to :meth:`PuzzleMix.mix`."""
 
     saliency: torch.Tensor
     adversarial: AdversarialNoise | None
     loss: torch.Tensor
     logits: torch.Tensor
+    perm: torch.Tensor | None = None
+    partner_saliency: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -164,18 +168,19 @@ class PuzzleMix(Mixer):
         the parameters' .grad (do not zero it before the mixed loss's backward)."""
         cfg = self.config
         self._check_model_batch(x, y, generator, num_classes)
+        if cfg.adv_p > 0 and cfg.adv_draw == "pair":
+            return self._prepare_per_pair(model, x, y, loss_fn, generator, num_classes)
         b = x.shape[0]
         adv = None
         x_in = x
         kappa = None
         if cfg.adv_p > 0:
-            rng = numpy_rng(generator)
-            draws = 1 if cfg.adv_draw == "batch" else b
-            nu_self = torch.from_numpy(rng.random(draws) < cfg.adv_p)
+            rng = numpy_rng(generator)  # the reference: nu once per mini-batch
+            nu_self = torch.from_numpy(rng.random(1) < cfg.adv_p)
             if cfg.adv_variant == "nu0=nu1":
                 nu_partner = nu_self.clone()
             else:
-                nu_partner = torch.from_numpy(rng.random(draws) < cfg.adv_p)
+                nu_partner = torch.from_numpy(rng.random(1) < cfg.adv_p)
             nu_self, nu_partner = nu_self.expand(b).to(x.device), nu_partner.expand(b).to(x.device)
             if bool(nu_self.any() or nu_partner.any()):
                 x_pix = self.to_pixels(x)
@@ -203,12 +208,71 @@ class PuzzleMix(Mixer):
             if cfg.adv_variant == "fgsm":
                 delta = torch.ones(b, 1, 1, 1)
             else:
-                n_delta = 1 if cfg.adv_draw == "batch" else b
-                delta = (
-                    torch.rand(n_delta, generator=generator).reshape(-1, 1, 1, 1).expand(b, 1, 1, 1)
-                )
+                delta = torch.rand(1, generator=generator).reshape(-1, 1, 1, 1).expand(b, 1, 1, 1)
             adversarial = AdversarialNoise(kappa * delta.to(x.device), adv[0], adv[1])
         return Prepared(res.saliency, adversarial, res.loss, res.logits)
+
+    def _prepare_per_pair(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+        generator: torch.Generator | None,
+        num_classes: int | None,
+    ) -> Prepared:
+        """Algorithm 2 as the text writes it, for every pair (x0, x1) = (x[i], x[perm[i]]):
+        nu_0, nu_1 ~ B(1, p) per pair (one draw for both with "nu0=nu1"); kappa_k ~ U(-eps, eps)
+        added only to the inputs whose nu_k = 1; the gradient of each input at its own point
+        (the clean batch and the noisy copies in one pass, the noisy rows giving input
+        gradients only); kappa_k <- clip(kappa_k + tau sign(grad), -eps, eps); one
+        delta ~ U(0, 1) per pair (1 for "fgsm"); x_k <- x_k,clean + delta kappa_k (clamped to
+        the image range, as the reference).  The pairing is drawn here, before the saliency
+        it needs; the mask and transport use each pair's own saliency maps."""
+        cfg = self.config
+        b, dev = x.shape[0], x.device
+        perm = make_pairing(cfg.pairing, b, images=x, generator=generator, device=dev).long()
+        rng = numpy_rng(generator)
+        nu0 = torch.from_numpy(rng.random(b) < cfg.adv_p).to(dev)
+        nu1 = nu0.clone() if cfg.adv_variant == "nu0=nu1" else None
+        if nu1 is None:
+            nu1 = torch.from_numpy(rng.random(b) < cfg.adv_p).to(dev)
+        x_pix = self.to_pixels(x)
+        starts = []  # (pixels, kappa) of the noisy inputs: the pairs' own, then their partners'
+        for nu, pix in ((nu0, x_pix), (nu1, x_pix[perm])):
+            kappa = (torch.rand(pix.shape, generator=generator) * 2 - 1).to(dev) * cfg.adv_eps
+            noisy = torch.clamp(pix[nu] + kappa[nu], 0, 1)
+            starts.append((noisy, noisy - pix[nu]))
+        n0 = int(nu0.sum())
+        x_ext = torch.cat([x] + [self.from_pixels(noisy, x.dtype) for noisy, _ in starts])
+        y_ext = torch.cat([y, y[nu0], y[perm][nu1]])
+        mode = "train" if cfg.clean_lam > 0 else "eval"
+        res = compute_saliency(
+            model,
+            x_ext,
+            y_ext,
+            loss_fn,
+            norm=cfg.saliency_norm,
+            mode=mode,
+            clean_weight=cfg.clean_weight(num_classes),
+            loss_rows=b,
+        )
+        sal, grad = res.saliency, res.input_grad
+        sal_self, sal_partner = sal[:b].clone(), sal[:b][perm].clone()
+        sal_self[nu0], sal_partner[nu1] = sal[b : b + n0], sal[b + n0 :]
+        if cfg.adv_variant == "fgsm":
+            delta = torch.ones(b, 1, 1, 1, device=dev)
+        else:
+            delta = torch.rand(b, generator=generator).reshape(-1, 1, 1, 1).to(dev)
+        noises = []
+        grads = (grad[b : b + n0], grad[b + n0 :])
+        for (_, kappa), nu, g in zip(starts, (nu0, nu1), grads, strict=True):
+            step = torch.clamp(kappa + cfg.adv_step * g.sign(), -cfg.adv_eps, cfg.adv_eps)
+            noise = torch.zeros_like(x_pix)
+            noise[nu] = step * delta[nu]
+            noises.append(noise)
+        adversarial = AdversarialNoise(noises[0], nu0, nu1, partner_noise=noises[1])
+        return Prepared(sal_self, adversarial, res.loss, res.logits, perm, sal_partner)
 
     def apply(
         self,
@@ -224,7 +288,15 @@ class PuzzleMix(Mixer):
         "transport", "compose"."""
         prep = self.prepare(model, x, y, generator=generator)
         lap_stage(timer, "saliency")
-        out = self.mix(x, y, prep.saliency, generator=generator, adversarial=prep.adversarial)
+        out = self.mix(
+            x,
+            y,
+            prep.saliency,
+            generator=generator,
+            adversarial=prep.adversarial,
+            perm=prep.perm,
+            partner_saliency=prep.partner_saliency,
+        )
         return timed_result(out, timer)
 
     # -- the mixing ----------------------------------------------------------------------
@@ -239,13 +311,15 @@ class PuzzleMix(Mixer):
         lam: float | None = None,
         grid: int | None = None,
         adversarial: AdversarialNoise | None = None,
+        partner_saliency: torch.Tensor | None = None,
         num_classes: int | None = None,
         timed: bool = False,
     ) -> PuzzleMixResult:
         """Mix a batch (through ``mix``).  x (B, C, H, W); y (B,) int or (B, K) soft; saliency
         (B, H, W) >= 0, required.  perm (B,) / lam in [0, 1] / grid (>= 2, dividing H and W)
         override the random draws (grid side, then permutation, then lambda ~ Beta(alpha,
-        alpha), from ``generator``)."""
+        alpha), from ``generator``).  ``partner_saliency`` (B, H, W), with ``perm``: each
+        pair's partner input's own map (Algorithm 2 per pair) instead of saliency[perm]."""
         cfg = self.config
         b, _, h, w = x.shape
         targets = to_soft_targets(y, num_classes or cfg.num_classes, b)
@@ -255,25 +329,39 @@ class PuzzleMix(Mixer):
         check_positive_int("grid", grid, 2)
         if h % grid or w % grid:
             raise ValueError(f"grid={grid} (from grid_sizes) must divide the image size {h}x{w}")
+        per_pair = partner_saliency is not None or (
+            adversarial is not None and adversarial.partner_noise is not None
+        )
+        if per_pair and perm is None:
+            raise ValueError(
+                "partner_saliency / adversarial.partner_noise belong to one pairing: pass the "
+                "perm they were drawn for (PuzzleMix.prepare(...).perm)"
+            )
         if perm is None:
             perm = make_pairing(cfg.pairing, b, images=x, generator=generator, device=x.device)
         perm = perm.to(x.device).long()
         if lam is None:
             lam = draw_lambda(cfg.alpha, rng)
-        if adversarial is not None and adversarial.noise.shape != x.shape:
-            raise ValueError(f"adversarial.noise must have shape {tuple(x.shape)}")
+        if adversarial is not None:
+            for name in ("noise", "partner_noise"):
+                t = getattr(adversarial, name)
+                if t is not None and t.shape != x.shape:
+                    raise ValueError(f"adversarial.{name} must have shape {tuple(x.shape)}")
+        if partner_saliency is not None:
+            check_saliency(partner_saliency, x, "partner_saliency")
         timings: dict[str, float] = {}
         sync = torch.cuda.synchronize if (timed and x.is_cuda) else (lambda: None)
         t0 = time.perf_counter()
         with torch.autocast(x.device.type, enabled=False):
             sal = saliency.float()
+            sal_part = None if partner_saliency is None else partner_saliency.float()
             x_pix = self.to_pixels(x)
             s_grid = pool_saliency(sal, grid)
             d_v, d_h = boundary_distances(x_pix, x_pix[perm], grid, cfg.neigh_size)
             beta, gamma, eta, eps = cfg.coefficients(grid)
             energy = puzzle_energy(
                 s_grid,
-                s_grid[perm],
+                s_grid[perm] if sal_part is None else pool_saliency(sal_part, grid),
                 d_v,
                 d_h,
                 torch.full((b,), lam, dtype=torch.float64, device=x.device),
@@ -296,7 +384,7 @@ class PuzzleMix(Mixer):
             plan_self = plan_partner = None
             if cfg.transport:
                 x_self, x_partner, plan_self, plan_partner = self._transport(
-                    x_self, x_partner, sal, mask, perm, grid
+                    x_self, x_partner, sal, sal_part, mask, perm, grid
                 )
             sync()
             t2 = time.perf_counter()
@@ -335,8 +423,9 @@ class PuzzleMix(Mixer):
         noisy_self = self.from_pixels(
             torch.clamp(self.to_pixels(x_self) + noise, 0, 1), x_self.dtype
         )
+        part = noise[perm] if adv.partner_noise is None else adv.partner_noise.to(noise)
         noisy_part = self.from_pixels(
-            torch.clamp(self.to_pixels(x_partner) + noise[perm], 0, 1), x_partner.dtype
+            torch.clamp(self.to_pixels(x_partner) + part, 0, 1), x_partner.dtype
         )
         ns = adv.nu_self.to(x_self.device).reshape(-1, 1, 1, 1)
         npart = adv.nu_partner.to(x_self.device).reshape(-1, 1, 1, 1)
@@ -358,6 +447,7 @@ class PuzzleMix(Mixer):
         x_self: torch.Tensor,
         x_partner: torch.Tensor,
         sal: torch.Tensor,
+        sal_partner: torch.Tensor | None,
         mask: torch.Tensor,
         perm: torch.Tensor,
         grid: int,
@@ -377,7 +467,8 @@ class PuzzleMix(Mixer):
         shown = torch.cat([mask_t, 1 - mask_t])  # self: z, partner: 1 - z (Eq. 5)
         if cfg.transport_mask == "binary":
             shown = (shown > 0).float()
-        s_both = torch.cat([s_t, s_t[perm]])
+        s_part = s_t[perm] if sal_partner is None else pool_saliency(sal_partner, (th, tw)).float()
+        s_both = torch.cat([s_t, s_part])
         # both inputs' transports in one batched call (2B problems)
         plan = saliency_transport(s_both, shown, cfg.t_eps, cmat, **kwargs)
         b = x_self.shape[0]

@@ -43,6 +43,7 @@ def compute_saliency(
     norm: str = "l2",
     mode: str = "eval",
     clean_weight: float = 0.0,
+    loss_rows: int | None = None,
 ) -> SaliencyResult:
     """s(x) = || d loss(f(x), y) / d x ||_channels from one batched backward pass.
 
@@ -52,6 +53,9 @@ def compute_saliency(
     "train" (reference with clean_lam > 0) or "keep"; the model's mode is restored afterwards.
     ``clean_weight`` > 0 accumulates clean_weight * grad_theta loss into the parameters' .grad in
     the same backward pass (the clean-input regulariser reuses the saliency pass, Section 5).
+    ``loss_rows`` = n < B: only the first n rows make the reported loss, logits and the clean
+    regulariser; the other rows only get their input gradient, on the same per-row scale
+    (Algorithm 2 per pair: gradients at the noisy copies of some inputs).
     """
     check_rank("x", x, 4, "(B, C, H, W)")
     check_batch("y", y, x.shape[0])
@@ -59,6 +63,10 @@ def compute_saliency(
     if clean_weight < 0:
         raise ValueError(f"clean_weight must be >= 0, got {clean_weight}")
     loss_fn = loss_fn or F.cross_entropy
+    b = x.shape[0]
+    n = b if loss_rows is None else loss_rows
+    if not 1 <= n <= b:
+        raise ValueError(f"loss_rows must be in [1, {b}], got {loss_rows}")
     was_training = model.training
     if mode != "keep":
         model.train(mode == "train")
@@ -66,8 +74,14 @@ def compute_saliency(
         xg = x.detach().clone().requires_grad_(True)
         with torch.enable_grad():
             logits = model(xg)
-            loss = loss_fn(logits, y)
-            if clean_weight > 0:
+            loss = loss_fn(logits[:n], y[:n])
+            if n < b:  # the extra rows: input gradients only, at the first rows' per-row scale
+                total = loss + loss_fn(logits[n:], y[n:]) * ((b - n) / n)
+                (grad,) = torch.autograd.grad(total, xg, retain_graph=clean_weight > 0)
+                if clean_weight > 0:
+                    (clean_weight * loss).backward()
+                logits = logits[:n]
+            elif clean_weight > 0:
                 (clean_weight * loss).backward()
                 grad = xg.grad / clean_weight
             else:

@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from puzzle_core import boundary_distances, puzzle_energy
-from puzzle_core.propositions import binary_phi_margins, def3_pairwise_tables, multilabel_margins
+from puzzle_core import GridEnergy, boundary_distances, propositions, puzzle_energy
+from puzzle_core.propositions import (
+    binary_phi_margins,
+    check_prop2,
+    def3_pairwise_tables,
+    multilabel_margins,
+    random_edge_distances,
+)
 
 
 def _paper_energy(k, s_self, s_part, d_v, d_h, lam, m, beta, gamma, eta, phi):
@@ -116,16 +122,57 @@ def test_prop1_fails_when_gamma_gt_beta():
 
 @pytest.mark.parametrize("n_labels", [3, 4, 5])
 def test_lemma1_and_prop2_def3_submodular(n_labels):
-    g = torch.Generator().manual_seed(n_labels)
-    psi, theta = def3_pairwise_tables(3000, n_labels, g, gamma_over_beta=5.0)
-    assert (multilabel_margins(psi) > 0).all()  # Lemma 1: psi
-    assert (multilabel_margins(theta) >= -1e-12).all()  # Prop. 2: beta psi + gamma phi (Def. 3)
+    """Prop. 2 on the project's energy: the tables puzzle_energy(phi="paper") builds equal
+    beta psi + gamma phi of Defs. 1-3 (built independently) and are submodular, for gamma up to
+    5 beta."""
+    res = check_prop2(3000, n_labels, torch.Generator().manual_seed(n_labels))
+    assert (multilabel_margins(res.psi) > 0).all()  # Lemma 1: psi
+    assert (res.gamma_over_beta > 1).any()  # not only the gamma <= beta regime of Prop. 1
+    assert res.max_deviation() < 1e-12  # the energy is Def. 3's
+    assert res.violations() == 0  # Prop. 2
+    assert res.holds()
+
+
+@pytest.mark.parametrize("n_labels", [3, 5])
+def test_prop2_check_fails_with_the_interaction_kept(n_labels):
+    """phi="reference" keeps w (z_i - z_j)^2: not Def. 3, and not submodular for gamma > beta."""
+    res = check_prop2(3000, n_labels, torch.Generator().manual_seed(7), phi="reference")
+    assert res.max_deviation() > 1e-3
+    assert res.violations() > 0
+    assert not res.holds()
 
 
 def test_unmodified_phi_extension_is_not_submodular():
-    """Without the phi^b' modification the bilinear extension breaks submodularity for large
-    gamma: the check can fail."""
-    _, theta = def3_pairwise_tables(
-        3000, 3, torch.Generator().manual_seed(9), gamma_over_beta=5.0, keep_interaction=True
-    )
+    """Without the phi^b' modification the bilinear extension (Def. 3 of phi^b) breaks
+    submodularity for large gamma: the margin check can fail."""
+    g = torch.Generator().manual_seed(9)
+    d_v, _ = random_edge_distances(3000, g)
+    beta = torch.rand(3000, generator=g, dtype=torch.float64) + 1e-3
+    _, theta = def3_pairwise_tables(d_v, beta, 5.0 * beta, 3, keep_interaction=True)
     assert (multilabel_margins(theta) < 0).any()
+
+
+def _perturbed(kind):
+    def energy(*args, **kwargs):
+        e = puzzle_energy(*args, **kwargs)
+        if kind == "unary":  # a modular error: still submodular, but not Def. 3
+            z = torch.linspace(0, 1, e.n_labels, dtype=torch.float64)
+            return GridEnergy(e.unary + 0.01 * z**2, e.pair_v, e.pair_h)
+        # a pairwise error: the smoothness weight loses beta, breaking submodularity
+        return GridEnergy(e.unary, e.pair_v - 1.5 * kwargs["beta"], e.pair_h - 1.5 * kwargs["beta"])
+
+    return energy
+
+
+@pytest.mark.parametrize("kind", ["unary", "pairwise"])
+def test_prop2_check_catches_a_broken_energy(kind, monkeypatch):
+    """The check reads the tables out of puzzle_energy: a wrong energy makes it fail, even one
+    whose margins stay >= 0."""
+    monkeypatch.setattr(propositions, "puzzle_energy", _perturbed(kind))
+    res = check_prop2(500, 3, torch.Generator().manual_seed(3))
+    assert res.max_deviation() > 1e-6
+    assert not res.holds()
+    if kind == "unary":
+        assert res.violations() == 0  # the margins alone would not have caught it
+    else:
+        assert res.violations() > 0

@@ -198,7 +198,7 @@ DECLARED = {
     "snapmix": ["perm"],
     "guided_sr": ["perm"],
     "guided_ap": ["perm"],
-    "puzzlemix": ["adversarial", "grid", "lam", "num_classes", "perm", "timed"],
+    "puzzlemix": ["adversarial", "grid", "lam", "num_classes", "partner_saliency", "perm", "timed"],
     "comixup": [],
     "augmix": [],
     "vanilla": [],

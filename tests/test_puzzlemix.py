@@ -1,13 +1,22 @@
 """The PuzzleMix object: invariants of Eq. (2), presets, determinism, devices, dtypes, Algorithm
 2, the clean regulariser and bad input."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from conftest import cuda_available
 
-from puzzle_core import ABLATIONS, PuzzleMix, PuzzleMixConfig, compute_saliency, pool_saliency
+from puzzle_core import (
+    ABLATIONS,
+    PuzzleMix,
+    PuzzleMixConfig,
+    compute_saliency,
+    mixers,
+    pool_saliency,
+)
 from puzzle_core.bench import photo_batch
 
 MEAN = (0.5071, 0.4865, 0.4409)
@@ -151,6 +160,60 @@ def test_prepare_adversarial_noise_stays_in_the_ball():
             assert torch.allclose(adv.noise.abs().amax(), torch.tensor(cfg.adv_eps), atol=1e-6)
 
 
+def _pair_prepare(variant: str = "adv", adv_p: float = 0.5, seed: int = 1, **kw):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
+    x, y, _ = _batch(16)
+    cfg = PuzzleMixConfig(
+        num_classes=5, adv_p=adv_p, adv_variant=variant, adv_draw="pair", adv_step=1.0, **kw
+    )
+    mixer = PuzzleMix(cfg, mean=MEAN, std=STD)
+    prep = mixer.prepare(model, x, y, generator=torch.Generator().manual_seed(seed))
+    return model, mixer, x, y, prep
+
+
+def test_algorithm2_per_pair_follows_the_text():
+    """adv_draw="pair" (Algorithm 2): nu_0, nu_1 per pair; the random start only on the inputs
+    whose nu is 1 (the others' saliency is the clean one); one delta per pair."""
+    model, mixer, x, y, prep = _pair_prepare()
+    adv, perm = prep.adversarial, prep.perm
+    assert adv is not None and perm is not None and prep.partner_saliency is not None
+    nu0, nu1 = adv.nu_self, adv.nu_partner
+    assert 0 < int(nu0.sum()) < 16 and 0 < int(nu1.sum()) < 16 and not torch.equal(nu0, nu1)
+    clean = compute_saliency(model, x, y, norm="rms").saliency
+    assert torch.equal(prep.saliency[~nu0], clean[~nu0])
+    assert torch.equal(prep.partner_saliency[~nu1], clean[perm][~nu1])
+    assert not torch.allclose(prep.saliency[nu0], clean[nu0])  # at the noisy point
+    assert not torch.allclose(prep.partner_saliency[nu1], clean[perm][nu1])
+    assert (adv.noise[~nu0] == 0).all() and (adv.partner_noise[~nu1] == 0).all()
+    # tau >= 2 eps: kappa_k = eps sign(grad), so |noise| = delta eps on both inputs of a pair
+    eps = mixer.config.adv_eps
+    both = nu0 & nu1
+    assert both.any()
+    d_self = adv.noise.abs().amax((1, 2, 3))[both] / eps
+    d_part = adv.partner_noise.abs().amax((1, 2, 3))[both] / eps
+    assert torch.allclose(d_self, d_part, atol=1e-6)
+    assert d_self.unique().numel() == int(both.sum())  # a delta of its own per pair
+    out = mixer.apply(model, x, y, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(out.perm, perm)
+
+
+def test_algorithm2_per_pair_variants_and_checks():
+    _, _, _, _, prep = _pair_prepare("nu0=nu1")
+    assert torch.equal(prep.adversarial.nu_self, prep.adversarial.nu_partner)
+    _, mixer, x, y, prep = _pair_prepare("fgsm", adv_p=1.0)
+    eps = mixer.config.adv_eps
+    for noise in (prep.adversarial.noise, prep.adversarial.partner_noise):
+        assert torch.allclose(noise.abs().amax((1, 2, 3)), torch.full((16,), eps), atol=1e-6)
+    out = mixer.mix(x, y, prep.saliency, adversarial=prep.adversarial, perm=prep.perm, grid=4)
+    pix = mixer.to_pixels(out.x)
+    assert pix.min() >= -1e-5 and pix.max() <= 1 + 1e-5
+    with pytest.raises(ValueError, match="pass the perm"):
+        mixer.mix(x, y, prep.saliency, partner_saliency=prep.partner_saliency, grid=4)
+    with pytest.raises(ValueError, match="partner_saliency must have shape"):
+        mixer.mix(x, y, prep.saliency, perm=prep.perm, partner_saliency=prep.saliency[:, :8])
+
+
 def test_prepare_without_adversarial():
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 5))
     x, y, _ = _batch()
@@ -161,9 +224,12 @@ def test_prepare_without_adversarial():
 def test_presets_and_ablations():
     ref, pap = PuzzleMixConfig.from_preset("reference"), PuzzleMixConfig.from_preset("paper")
     assert ref == PuzzleMixConfig()
-    assert pap.scaling == "paper" and pap.solver == "exact" and pap.transport_conflict == "paper"
+    assert pap.solver == "exact" and pap.transport_conflict == "paper" and pap.adv_draw == "pair"
     assert ref.coefficients(4) == (1.2 / 64, 0.5 * 1.2 / 64, 0.2 / 16, 1e-8)
-    assert pap.coefficients(4)[:3] == pytest.approx(ref.coefficients(4)[:3])
+    for g in (2, 4, 8, 16):  # the paper prints no coefficients: the code's, grid-scaled
+        assert pap.coefficients(g) == ref.coefficients(g)
+    literal = pap.replace(scaling="paper")
+    assert literal.coefficients(4) == (1.2, 0.5, 0.2, 0.0) == literal.coefficients(16)
     assert ref.clean_weight(100) == 0.0
     assert ref.replace(clean_lam=1.0).clean_weight(100) == pytest.approx(0.02)
     assert pap.replace(clean_lam=1.0).clean_weight(100) == 1.0
@@ -246,3 +312,39 @@ def test_pool_saliency_normalises_and_handles_zeros():
     p = pool_saliency(s, 4)
     assert torch.allclose(p.sum((1, 2)), torch.ones(3))
     assert torch.allclose(p[1], torch.full((4, 4), 1 / 16))
+
+
+def test_no_loss_option_and_unknown_options_named():
+    """The training loss is the caller's criterion (the run's TrainConfig.loss), not a mixer
+    option that nothing reads."""
+    assert "loss" not in {f.name for f in dataclasses.fields(PuzzleMixConfig)}
+    with pytest.raises(ValueError, match=r"unknown Puzzle Mix option\(s\) \['loss'\].*TrainConfig"):
+        PuzzleMixConfig.from_preset("paper", loss="ce")
+    with pytest.raises(ValueError, match="bogus"):
+        mixers.build("puzzlemix", num_classes=4, bogus=1)
+
+
+def _constant_fraction(cfg: PuzzleMixConfig, grid: int) -> float:
+    """Share of examples whose mask is one label, photographs, 4 lambda draws."""
+    x, sal = photo_batch(32, 32, seed=1)
+    y = torch.arange(32) % 4
+    const = []
+    for seed in range(4):
+        gen = torch.Generator().manual_seed(seed)
+        out = PuzzleMix(cfg).mix(x, y, sal, generator=gen, grid=grid)
+        lab = out.labels.reshape(len(x), -1)
+        const.append((lab == lab[:, :1]).all(1).float().mean().item())
+    return sum(const) / len(const)
+
+
+@pytest.mark.parametrize("grid", [8, 16])
+def test_paper_preset_masks_are_not_constant_at_large_grids(grid):
+    """Eq. (4) with grid-independent coefficients (the literal reading, scaling="paper") makes
+    the mask constant at large grids; the paper preset (grid-scaled) mixes like the reference."""
+    pap = PuzzleMixConfig.from_preset("paper", num_classes=4)
+    ref = PuzzleMixConfig.from_preset("reference", num_classes=4)
+    printed = pap.replace(beta=1.2, gamma=0.5, eta=0.2, scaling="paper")  # literal Eq. (4)
+    assert _constant_fraction(printed, grid) >= 0.95  # measured 1.0 at g = 8 and 16
+    fraction = _constant_fraction(pap, grid)  # measured 0.30 (g = 8), 0.33 (g = 16)
+    assert fraction <= 0.5
+    assert abs(fraction - _constant_fraction(ref, grid)) <= 0.1

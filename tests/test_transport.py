@@ -84,8 +84,22 @@ def test_propositions_3_4_5(side, count):
     res = check_transport(cost, z, torch.Generator().manual_seed(0))
     assert res.prop3.all()  # Prop. 3: a z = 1 column has exactly one winner at every step
     assert (res.prop4_max_increase <= 1e-12).all()  # Prop. 4: partial objective non-increasing
-    assert (res.steps <= n * (n - 1) // 2 + 1).all() and res.converged.all()  # Prop. 5
+    # Prop. 5, with a budget above the bound so that the bound is measured, not imposed
+    assert res.bound == n * (n - 1) // 2 + 1 and res.max_iter > res.bound
+    assert res.converged.all() and (res.steps <= res.bound).all() and res.prop5().all()
+    assert (res.steps > 1).any()  # some instances have conflicts to resolve
     assert (res.objective >= res.optimum - 1e-9).all()  # Hungarian is a lower bound
+
+
+def test_prop5_check_detects_a_run_that_did_not_converge():
+    """With a budget one step short of what some instances need, the check reports them as not
+    converged (Prop. 5 failing) instead of passing by construction."""
+    cost, z = random_transport_instances(300, 4, torch.Generator().manual_seed(4))
+    full = check_transport(cost, z)
+    short = check_transport(cost, z, max_iter=int(full.steps.max()) - 1)
+    assert full.prop5().all()
+    assert not short.converged.all() and not short.prop5().all()
+    assert (short.steps <= short.max_iter).all()
 
 
 def test_exact_transport_is_optimal_by_enumeration(gen):
