@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # the mixing code is many small tensor ops: one thread is fastest on small CPUs
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: setup test lab bench lint format env clean reproduce
+.PHONY: setup test lab bench lint format env clean reproduce gpu-check
 
 # make reproduce PROFILE=small|smoke|mini|paper DATA_ROOT=... DEVICE=cpu|cuda JOBS=N
 #                ONLY="table3 table4" SEEDS="0 1 2 3 4"
@@ -40,6 +40,14 @@ test: $(STAMP)  ## pytest + the notebooks through nbval (lax: their asserts are 
 reproduce: $(STAMP)  ## the profile's experiment notebooks (papermill), resumable, then the report
 	$(BIN)/python -m puzzle_core.reproduce --profile $(PROFILE) --data-root $(DATA_ROOT) \
 		--device $(DEVICE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SEEDS),--seeds $(SEEDS))
+
+# make gpu-check: the CUDA tests and vanilla vs Puzzle Mix step timings on one GPU (<= 10 min),
+# a JSON under experiments/published/gpu/.  DEVICE=cpu runs it small, without a GPU.
+GPU_DEVICE := $(if $(filter command line environment,$(origin DEVICE)),$(DEVICE),cuda)
+GPU_CHECK_ARGS ?= $(if $(filter cpu,$(GPU_DEVICE)),--batch 8 --steps 2 --warmup 1 --settings fp32 fp32-cl)
+
+gpu-check: $(STAMP)  ## CUDA tests + per-epoch cost of Puzzle Mix vs vanilla on a GPU
+	$(BIN)/python -m puzzle_core.gpu_check --device $(GPU_DEVICE) $(GPU_CHECK_ARGS)
 
 lab: $(STAMP)  ## JupyterLab with the project kernel
 	$(BIN)/jupyter lab --notebook-dir=notebooks

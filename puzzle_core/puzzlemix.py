@@ -28,7 +28,7 @@ from .saliency import compute_saliency, draw_grid_size, pool_saliency
 from .transport import (
     TransportPlan,
     apply_plan,
-    grid_cost_matrix,
+    cached_grid_cost_matrix,
     saliency_transport,
 )
 
@@ -78,14 +78,18 @@ class PuzzleMixResult(MixResult):
     labels: torch.Tensor | None = None
 
 
-def solve_mask(energy: GridEnergy, solver: str, quantize: str = "scaled") -> torch.Tensor:
-    """Dispatch to a mask solver -> integer labels (B, g, g)."""
+def solve_mask(
+    energy: GridEnergy, solver: str, quantize: str = "scaled", workers: int = 1
+) -> torch.Tensor:
+    """Dispatch to a mask solver -> integer labels (B, g, g); ``workers`` threads share the
+    batch's independent problems."""
     check_choice("solver", solver, SOLVERS)
+    check_positive_int("workers", workers, 1)
     if solver == "swap":
-        return solve_swap(energy, quantize)
+        return solve_swap(energy, quantize, workers)
     if solver == "binary" and energy.n_labels != 2:
         raise ValueError(f"solver='binary' needs 2 labels, got {energy.n_labels}")
-    return solve_exact(energy)
+    return solve_exact(energy, workers)
 
 
 class PuzzleMix(Mixer):
@@ -372,7 +376,7 @@ class PuzzleMix(Mixer):
                 phi=cfg.phi,
                 prior_eps=eps,
             )
-            labels = solve_mask(energy, cfg.solver, cfg.quantize).to(x.device)
+            labels = solve_mask(energy, cfg.solver, cfg.quantize, cfg.mask_workers).to(x.device)
             mask = labels.float() / (cfg.n_labels - 1)
             sync()
             t1 = time.perf_counter()
@@ -457,7 +461,7 @@ class PuzzleMix(Mixer):
         th, tw = self.transport_grid(grid, h, w)
         mask_t = upsample_mask(mask, th, tw)[:, 0]
         s_t = pool_saliency(sal, (th, tw)).float()
-        cmat = grid_cost_matrix(th, tw, x_self.device, torch.float32)
+        cmat = cached_grid_cost_matrix(th, tw, str(x_self.device), torch.float32)
         if cfg.transport_conflict == "reference":
             kwargs = dict(
                 conflict="reference", penalty=1.0, max_iter=cfg.transport_max_iter or max(th, tw)
@@ -470,7 +474,9 @@ class PuzzleMix(Mixer):
         s_part = s_t[perm] if sal_partner is None else pool_saliency(sal_partner, (th, tw)).float()
         s_both = torch.cat([s_t, s_part])
         # both inputs' transports in one batched call (2B problems)
-        plan = saliency_transport(s_both, shown, cfg.t_eps, cmat, **kwargs)
+        plan = saliency_transport(
+            s_both, shown, cfg.t_eps, cmat, workers=cfg.mask_workers, **kwargs
+        )
         b = x_self.shape[0]
         p_self, p_part = (
             TransportPlan(plan.source[sl], plan.iterations[sl], plan.converged[sl])

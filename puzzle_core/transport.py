@@ -7,6 +7,7 @@ never a dense matmul.  Cells are numbered row-major on a (th, tw) grid.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +59,12 @@ def grid_cost_matrix(
     d2 = (r[:, None] - r[None, :]) ** 2 + (c[:, None] - c[None, :]) ** 2
     side = max(th, tw)
     return (d2.to(dtype) / max(side - 1, 1) ** 2).to(dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def cached_grid_cost_matrix(th: int, tw: int, device: str, dtype: torch.dtype) -> torch.Tensor:
+    """:func:`grid_cost_matrix`, built once per (grid, device, dtype); read-only by contract."""
+    return grid_cost_matrix(th, tw, device, dtype)
 
 
 def transport_cost(
@@ -127,6 +134,7 @@ def saliency_transport(
     eps: float,
     cost_matrix: torch.Tensor,
     backend: str = "auto",
+    workers: int = 1,
     **kwargs,
 ) -> TransportPlan:
     """:func:`masked_transport` of C' = xi C - s z^T (Eq. 5) without forming the (B, n, n)
@@ -135,7 +143,8 @@ def saliency_transport(
 
     saliency, shown (B, th, tw); cost_matrix (n, n); kwargs as for :func:`masked_transport`.
     ``backend``: "torch" (batched tensor ops, any device), "cpu" (a compiled per-example loop,
-    CPU tensors, no trace) or "auto" (cpu for CPU tensors without trace, else torch)."""
+    CPU tensors, no trace) or "auto" (cpu for CPU tensors without trace, else torch).
+    ``workers``: threads sharing the examples on the cpu backend (same result)."""
     b = saliency.shape[0]
     s = saliency.reshape(b, -1)
     n = s.shape[1]
@@ -155,7 +164,7 @@ def saliency_transport(
         backend = "cpu" if (s.device.type == "cpu" and not kwargs.get("trace")) else "torch"
     check_choice("backend", backend, ("torch", "cpu"))
     if backend == "cpu":
-        return _compiled(base, s, z, **kwargs)
+        return _compiled(base, s, z, workers=workers, **kwargs)
     return _algorithm1(rows, entries, b, n, s.dtype, s.device, **kwargs)
 
 
@@ -169,6 +178,7 @@ def _compiled(
     max_iter: int | None = None,
     first_choice: torch.Tensor | None = None,
     trace: bool = False,
+    workers: int = 1,
 ) -> TransportPlan:
     from ._transport_cpu import saliency_transport_cpu
 
@@ -185,6 +195,7 @@ def _compiled(
         reference=conflict == "reference",
         penalty=penalty,
         max_iter=max_iter,
+        workers=workers,
     )
     dev = s.device
     return TransportPlan(
@@ -360,10 +371,24 @@ def plan_objective(cost: torch.Tensor, source: torch.Tensor, columns: torch.Tens
     return torch.where(valid, vals, torch.zeros_like(vals)).sum(1)
 
 
+_COMPILED_DTYPES = (torch.float32, torch.float64, torch.uint8)
+
+
 def apply_plan(x: torch.Tensor, source: torch.Tensor, th: int, tw: int) -> torch.Tensor:
     """Pi^T x: output cell j receives the patch of source cell source[j]; -1 gives a zero patch.
 
-    x (B, C, H, W) with th | H and tw | W; source (B, th*tw) -> (B, C, H, W)."""
+    x (B, C, H, W) with th | H and tw | W; source (B, th*tw) -> (B, C, H, W).  CPU tensors of
+    the common real dtypes take a compiled patch copy, the rest batched gathers (same values)."""
+    if x.device.type == "cpu" and x.dtype in _COMPILED_DTYPES and not x.requires_grad:
+        from ._transport_cpu import apply_plan_cpu
+
+        out_np = apply_plan_cpu(x.detach().contiguous().numpy(), source.cpu().numpy(), th, tw)
+        return torch.from_numpy(out_np)
+    return gather_plan(x, source, th, tw)
+
+
+def gather_plan(x: torch.Tensor, source: torch.Tensor, th: int, tw: int) -> torch.Tensor:
+    """:func:`apply_plan` as batched tensor gathers (any device and dtype, differentiable)."""
     b, ch, h, w = x.shape
     ph, pw = h // th, w // tw
     dev = x.device

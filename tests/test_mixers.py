@@ -473,7 +473,7 @@ def test_puzzlemix_aug_mixes_augmented_images():
     assert torch.equal(out.x, ref.x) and torch.equal(out.y, ref.y)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize(
     "name", ["input_mixup", "cutmix", "guided_sr", "guided_ap", "snapmix", "comixup", "puzzlemix"]
 )

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import cuda_available
 
 from puzzle_core import (
     ABLATIONS,
@@ -86,6 +85,25 @@ def test_seeded_calls_are_bit_identical():
     a = mixer.mix(x, y, sal, generator=torch.Generator().manual_seed(3))
     b = mixer.mix(x, y, sal, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y) and a.grid == b.grid and a.lam == b.lam
+
+
+@pytest.mark.parametrize("preset", ["reference", "paper"])
+@pytest.mark.parametrize("solver", ["swap", "exact"])
+def test_mask_workers_do_not_change_the_result(preset, solver):
+    """The batch's problems are independent: threads sharing them (masks, transports) give
+    the single-threaded result bit for bit, at every grid."""
+    x, y, sal = _batch(b=21, size=32, seed=4)
+    perm = torch.randperm(21, generator=torch.Generator().manual_seed(0))
+    one = PuzzleMix(
+        PuzzleMixConfig.from_preset(preset, solver=solver, num_classes=5), mean=MEAN, std=STD
+    )
+    many = PuzzleMix(one.config.replace(mask_workers=4), mean=MEAN, std=STD)
+    for grid in (2, 4, 8, 16):
+        for lam in (0.3, 0.5):
+            a = one.mix(x, y, sal, grid=grid, lam=lam, perm=perm)
+            b = many.mix(x, y, sal, grid=grid, lam=lam, perm=perm)
+            assert torch.equal(a.labels, b.labels), (grid, lam)
+            assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
 
 
 def test_batch_of_one_mixes_with_itself():
@@ -248,6 +266,7 @@ def test_presets_and_ablations():
         (dict(beta=-1.0), "beta"),
         (dict(adv_p=1.5), "adv_p"),
         (dict(adv_variant="pgd"), "adv_variant"),
+        (dict(mask_workers=0), "mask_workers"),
     ],
 )
 def test_bad_config(kwargs, match):
@@ -289,7 +308,7 @@ def test_bad_input():
         mixer(x, y)
 
 
-@pytest.mark.skipif(not cuda_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_cpu_and_cuda_agree():
     x, y, sal = _batch(16, 32)
     for cfg in (

@@ -113,10 +113,14 @@ def test_exact_transport_is_optimal_by_enumeration(gen):
         assert torch.isclose(plan_objective(cost[b : b + 1], plan.source[b : b + 1])[0], objs.min())
 
 
-def test_apply_plan_is_a_patch_permutation(gen):
+@pytest.mark.parametrize("path", ["compiled", "gather"])
+def test_apply_plan_is_a_patch_permutation(path, gen):
+    from puzzle_core.transport import gather_plan
+
+    apply = apply_plan if path == "compiled" else gather_plan
     x = torch.rand(3, 2, 8, 12, generator=gen)
     src = torch.stack([torch.randperm(4 * 6, generator=gen) for _ in range(3)])
-    out = apply_plan(x, src, 4, 6)
+    out = apply(x, src, 4, 6)
     for b in range(3):
         for j in range(24):
             i = int(src[b, j])
@@ -134,7 +138,24 @@ def test_apply_plan_is_a_patch_permutation(gen):
     )
     # an empty column gives a zero patch
     src[0, 0] = -1
-    assert (apply_plan(x, src, 4, 6)[0, :, :2, :2] == 0).all()
+    assert (apply(x, src, 4, 6)[0, :, :2, :2] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.uint8, torch.float16])
+def test_compiled_apply_plan_equals_the_gathers(dtype, gen):
+    from puzzle_core.transport import gather_plan
+
+    for th, tw, h, w in ((2, 2, 32, 32), (8, 8, 32, 32), (16, 16, 32, 32), (3, 5, 6, 20)):
+        x = (torch.rand(5, 3, h, w, generator=gen) * 200).to(dtype)
+        src = torch.stack([torch.randperm(th * tw, generator=gen) for _ in range(5)])
+        src[::2, :: max(1, tw - 1)] = -1
+        assert torch.equal(apply_plan(x, src, th, tw), gather_plan(x, src, th, tw))
+    # a channels-last input and one that needs gradients (gather path) agree too
+    x = torch.rand(2, 3, 8, 8, generator=gen).to(memory_format=torch.channels_last)
+    src = torch.stack([torch.randperm(16, generator=gen) for _ in range(2)])
+    assert torch.equal(apply_plan(x, src, 4, 4), gather_plan(x.contiguous(), src, 4, 4))
+    xg = x.clone().requires_grad_(True)
+    assert torch.equal(apply_plan(xg, src, 4, 4).detach(), apply_plan(x, src, 4, 4))
 
 
 def test_bad_transport_input():
@@ -184,7 +205,26 @@ def test_compiled_cpu_backend_equals_torch_backend(conflict, gen):
             s, z, kw = _saliency_instances(gen, side, soft, conflict)
             cmat = grid_cost_matrix(side, side)
             a = saliency_transport(s, z, 0.8, cmat, backend="torch", **kw)
-            b = saliency_transport(s, z, 0.8, cmat, backend="cpu", **kw)
-            assert torch.equal(a.source, b.source)
-            assert torch.equal(a.iterations, b.iterations)
-            assert torch.equal(a.converged, b.converged)
+            for workers in (1, 3):
+                b = saliency_transport(s, z, 0.8, cmat, backend="cpu", workers=workers, **kw)
+                assert torch.equal(a.source, b.source)
+                assert torch.equal(a.iterations, b.iterations)
+                assert torch.equal(a.converged, b.converged)
+
+
+@pytest.mark.parametrize("conflict", ["reference", "paper"])
+def test_compiled_scan_without_its_bound_equals_torch_backend(conflict, gen):
+    """The compiled loop stops a row's scan early only when s >= 0 and 0 <= z <= 1 make
+    fl(base - s) a lower bound of the row; outside that (z > 1 here) it scans whole rows and
+    must still agree with the batched torch path."""
+    from puzzle_core.transport import saliency_transport
+
+    for side in (3, 8):
+        s, z, kw = _saliency_instances(gen, side, True, conflict)
+        z = z * 1.7  # weights above 1: no bound, full scans
+        cmat = grid_cost_matrix(side, side)
+        kw["first_choice"] = torch.full((s.shape[0], side * side), -1)
+        a = saliency_transport(s, z, 0.8, cmat, backend="torch", **kw)
+        b = saliency_transport(s, z, 0.8, cmat, backend="cpu", **kw)
+        assert torch.equal(a.source, b.source)
+        assert torch.equal(a.iterations, b.iterations)

@@ -17,6 +17,7 @@ import gco
 import numpy as np
 import torch
 
+from ..parallel import run_chunks
 from .energy import GridEnergy
 
 _INT32_MAX = 2**31 - 1
@@ -73,10 +74,12 @@ def _scaled_arrays(
     )
 
 
-def solve_swap(energy: GridEnergy, quantize: str = "scaled") -> torch.Tensor:
+def solve_swap(energy: GridEnergy, quantize: str = "scaled", workers: int = 1) -> torch.Tensor:
     """alpha-beta swap per example -> labels (B, gh, gw) (k <-> z = k/m), on the energy's device.
 
-    ``quantize="reference"`` needs a square grid (the code's 1000 * g^2 factor).
+    ``quantize="reference"`` needs a square grid (the code's 1000 * g^2 factor).  ``workers``
+    threads share the examples (gco runs through ctypes, which releases the GIL); every example
+    is its own problem, so the labels do not depend on it.
     """
     if quantize not in ("scaled", "reference"):
         raise ValueError(f"quantize must be 'scaled' or 'reference', got {quantize!r}")
@@ -90,11 +93,15 @@ def solve_swap(energy: GridEnergy, quantize: str = "scaled") -> torch.Tensor:
         return torch.from_numpy(out).to(energy.unary.device)
     if quantize == "reference" and gh != gw:
         raise ValueError("quantize='reference' needs a square grid (the code's 1000*g^2 scale)")
-    for i in range(b):
-        if quantize == "reference":
-            arrays = reference_gco_arrays(unary[i], pv[i], ph[i], gh)
-        else:
-            arrays = _scaled_arrays(unary[i], pv[i], ph[i])
-        lab = gco_swap_grid(*arrays)
-        out[i] = (m - lab).reshape(gh, gw)  # gco label t <-> k = m - t
+
+    def solve(chunk: slice) -> None:
+        for i in range(b)[chunk]:
+            if quantize == "reference":
+                arrays = reference_gco_arrays(unary[i], pv[i], ph[i], gh)
+            else:
+                arrays = _scaled_arrays(unary[i], pv[i], ph[i])
+            lab = gco_swap_grid(*arrays)
+            out[i] = (m - lab).reshape(gh, gw)  # gco label t <-> k = m - t
+
+    run_chunks(solve, b, workers)
     return torch.from_numpy(out).to(energy.unary.device)
