@@ -92,8 +92,10 @@ def boundary_distances(
             p, q = pooled[a], pooled[b]
             dv = (p[:, :, :-1, :] - q[:, :, 1:, :])[:, :, kh - 1 :: kh, :]
             dh = (p[:, :, :, :-1] - q[:, :, :, 1:])[:, :, :, kw - 1 :: kw]
-            d_v[:, a, b] = torch.nn.functional.avg_pool2d(dv.abs().mean(1), (1, kw))
-            d_h[:, a, b] = torch.nn.functional.avg_pool2d(dh.abs().mean(1), (kh, 1))
+            dv, dh = dv.abs().mean(1), dh.abs().mean(1)
+            # a (1, 1) average is the identity: skipped (fine grids), same values
+            d_v[:, a, b] = torch.nn.functional.avg_pool2d(dv, (1, kw)) if kw > 1 else dv
+            d_h[:, a, b] = torch.nn.functional.avg_pool2d(dh, (kh, 1)) if kh > 1 else dh
     return d_v, d_h
 
 

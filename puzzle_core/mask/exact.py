@@ -64,8 +64,6 @@ def _min_cut(unary: np.ndarray, pv: np.ndarray, ph: np.ndarray) -> np.ndarray:
     b, gh, gw, n_labels = unary.shape
     m = n_labels - 1
     g = gh * gw
-    # node id of x_{b,t,cell}: ((b * m) + t) * g + cell, t = 0..m-1 standing for label >= t+1
-    ids = np.arange(b * m * g, dtype=np.int64).reshape(b, m, gh, gw)
 
     # linear coefficient of every x_{i,t}: unary differences ...
     lin = np.moveaxis(np.diff(unary, axis=-1), -1, 1).copy()  # (b, m, gh, gw)
@@ -81,32 +79,28 @@ def _min_cut(unary: np.ndarray, pv: np.ndarray, ph: np.ndarray) -> np.ndarray:
     lin += tcoef * inc[:, None]
 
     graph = maxflow.GraphFloat(b * m * g, b * m * g * 2 + 4 * m * m * g)
-    nodes = graph.add_nodes(b * m * g)
-    del nodes  # ids above are the node numbers (added in order from 0)
-    flat = ids.ravel()
-    lin_f = lin.ravel()
-    graph.add_grid_tedges(flat, np.maximum(lin_f, 0.0), np.maximum(-lin_f, 0.0))
+    ids = graph.add_grid_nodes((b, m, gh, gw))  # x_{b,t,cell}, t = 0..m-1: label >= t+1
+    graph.add_grid_tedges(ids, np.maximum(lin, 0.0), np.maximum(-lin, 0.0))
 
     big = 4.0 * (np.abs(lin).sum() + m * m * (cv.sum() + ch.sum())) + 1.0
-    if m > 1:  # ordering constraints: cut (1 - x_t) x_{t+1} forbidden
-        src = ids[:, :-1].ravel()
-        dst = ids[:, 1:].ravel()
-        graph.add_edges(src, dst, np.full(src.size, big), np.zeros(src.size))
+    if m > 1:  # ordering constraints: cut (1 - x_t) x_{t+1} forbidden (edge x_t -> x_{t+1})
+        order = np.zeros((1, 3, 1, 1))
+        order[0, 2, 0, 0] = 1.0
+        graph.add_grid_edges(ids, big, order, symmetric=False)
 
-    # interaction edges x_{i,t} -- x_{j,s} with capacity c' both ways, for every (t, s)
-    ei, ej, ew = [], [], []
-    for t in range(m):
-        for s in range(m):
-            ei.append(ids[:, t, :-1, :].ravel())
-            ej.append(ids[:, s, 1:, :].ravel())
-            ew.append(cv.ravel())
-            ei.append(ids[:, t, :, :-1].ravel())
-            ej.append(ids[:, s, :, 1:].ravel())
-            ew.append(ch.ravel())
-    ei_a, ej_a, ew_a = np.concatenate(ei), np.concatenate(ej), np.concatenate(ew)
-    keep = ew_a > 0
-    if keep.any():
-        graph.add_edges(ei_a[keep], ej_a[keep], ew_a[keep], ew_a[keep])
+    # interaction edges x_{i,t} -- x_{j,s} with capacity c' both ways, for every (t, s): from
+    # each node to the cell below (right) in every layer, layer offsets -(m-1)..m-1; the last
+    # row (column) has no such neighbour
+    w_v = np.zeros((b, 1, gh, gw))
+    w_v[:, 0, :-1, :] = cv
+    w_h = np.zeros((b, 1, gh, gw))
+    w_h[:, 0, :, :-1] = ch
+    down = np.zeros((1, 2 * m - 1, 3, 1))
+    down[0, :, 2, 0] = 1.0
+    right = np.zeros((1, 2 * m - 1, 1, 3))
+    right[0, :, 0, 2] = 1.0
+    graph.add_grid_edges(ids, w_v, down, symmetric=True)
+    graph.add_grid_edges(ids, w_h, right, symmetric=True)
     graph.maxflow()
     x = graph.get_grid_segments(ids)  # True = sink side = x_{i,t} = 1
     return x.sum(axis=1).astype(np.int64)
