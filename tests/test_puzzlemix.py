@@ -106,6 +106,34 @@ def test_mask_workers_do_not_change_the_result(preset, solver):
             assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
 
 
+def test_batched_gco_calls_equal_gco_cut_grid_graph():
+    """gco_swap_grids sets graphs up as gco.cut_grid_graph does (both quantisations, threads
+    or not): the labels of every problem are identical."""
+    import gco
+    import numpy as np
+
+    from puzzle_core.mask.swap import _scaled_arrays, gco_swap_grids, reference_gco_arrays
+
+    x, y, sal = _batch(b=12, size=32, seed=7)
+    for n_labels in (2, 3):
+        mixer = PuzzleMix(PuzzleMixConfig(num_classes=5, n_labels=n_labels), mean=MEAN, std=STD)
+        for grid in (2, 4, 8, 16):
+            e = mixer.mix(x, y, sal, grid=grid, lam=0.4).energy
+            u, pv, ph = (t.double().numpy() for t in (e.unary, e.pair_v, e.pair_h))
+            problems = [
+                reference_gco_arrays(u[i], pv[i], ph[i], grid)
+                if i % 2
+                else _scaled_arrays(u[i], pv[i], ph[i])
+                for i in range(12)
+            ]
+            for workers in (1, 3):
+                for p, got in zip(problems, gco_swap_grids(problems, workers), strict=True):
+                    ref = gco.cut_grid_graph(
+                        *(np.ascontiguousarray(a) for a in p), n_iter=-1, algorithm="swap"
+                    )
+                    assert np.array_equal(ref, got), (n_labels, grid, workers)
+
+
 def test_batch_of_one_mixes_with_itself():
     x, y, sal = _batch(1)
     out = PuzzleMix(PuzzleMixConfig(num_classes=5), mean=MEAN, std=STD).mix(x, y, sal, grid=4)

@@ -13,14 +13,27 @@ gco works on integer energies.  Two quantisations are offered:
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Sequence
+
 import gco
 import numpy as np
 import torch
+from gco import pygco
+from gco.cgco import _cgco
 
 from ..parallel import run_chunks
 from .energy import GridEnergy
 
 _INT32_MAX = 2**31 - 1
+
+
+# gco's C wrapper keeps every graph in one global std::map, unguarded: creating or destroying a
+# graph while another thread looks one up is a data race.  Every use of gco here holds this lock
+# while graphs are created or destroyed; only the swaps themselves (map look-ups, then work on
+# their own graph) run concurrently, while nothing writes the map.
+GCO_LOCK = threading.Lock()
 
 
 def gco_swap_grid(
@@ -29,7 +42,78 @@ def gco_swap_grid(
     """One call of gco's swap on a grid, arguments exactly as gco takes them -> labels (gh*gw,)."""
     # gco reads the raw buffers: they must be C-contiguous
     arrays = [np.ascontiguousarray(a) for a in (unary, label_cost, cost_v, cost_h)]
-    return gco.cut_grid_graph(*arrays, n_iter=-1, algorithm="swap")
+    with GCO_LOCK:
+        return gco.cut_grid_graph(*arrays, n_iter=-1, algorithm="swap")
+
+
+@functools.lru_cache(maxsize=64)
+def _grid_edges(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """gco.cut_grid_graph's edge list of a grid (vertical edges, then horizontal), as intc."""
+    v_from, h_from, v_to, h_to = pygco.get_images_edges_vh(height, width)
+    return np.r_[v_from, h_from].astype(np.intc), np.r_[v_to, h_to].astype(np.intc)
+
+
+class _GridProblem:
+    """One gco graph set up exactly as ``gco.cut_grid_graph`` sets it up (same conversions, same
+    order of calls), its buffers kept alive until the graph is destroyed."""
+
+    def __init__(
+        self, unary: np.ndarray, label_cost: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray
+    ) -> None:
+        arrays = (unary, label_cost, cost_v, cost_h)
+        is_float = any(a.dtype.kind == "f" for a in arrays)
+        height, width, n_labels = unary.shape
+
+        def convert(a: np.ndarray, precision: int) -> np.ndarray:
+            return (a * precision).astype(np.intc) if is_float else a.astype(np.intc)
+
+        self.n_sites = height * width
+        self.unary = convert(unary.reshape(self.n_sites, n_labels), pygco._UNARY_FLOAT_PRECISION)
+        self.s1, self.s2 = _grid_edges(height, width)
+        weights = np.r_[cost_v.flatten(), cost_h.flatten()]
+        self.weights = convert(weights, pygco._PAIRWISE_FLOAT_PRECISION)
+        self.smooth = convert(label_cost, pygco._SMOOTH_COST_PRECISION)
+        handle = np.empty(1, dtype=np.intc)
+        _cgco.gcoCreateGeneralGraph(np.intc(self.n_sites), np.intc(n_labels), handle)
+        self.handle = handle[0]
+        _cgco.gcoSetDataCost(self.handle, self.unary)
+        _cgco.gcoSetAllNeighbors(self.handle, self.s1, self.s2, self.weights, np.intc(self.s1.size))
+        _cgco.gcoSetSmoothCost(self.handle, self.smooth)
+
+    def swap(self) -> np.ndarray:
+        energy = np.empty(1, dtype=np.longlong)
+        _cgco.gcoSwap(self.handle, np.intc(-1), energy)
+        labels = np.empty(self.n_sites, dtype=np.intc)
+        _cgco.gcoGetLabels(self.handle, labels)
+        return labels
+
+    def destroy(self) -> None:
+        _cgco.gcoDestroyGraph(self.handle)
+
+
+def gco_swap_grids(
+    problems: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], workers: int = 1
+) -> list[np.ndarray]:
+    """:func:`gco_swap_grid` for many grids -> labels per problem, bit-identical to calling
+    ``gco.cut_grid_graph`` on each.  The graphs are created up front (without pygco's Python
+    overhead per call), swapped by ``workers`` threads (gco runs through ctypes, which
+    releases the GIL), then destroyed."""
+    out: list[np.ndarray] = [np.empty(0)] * len(problems)
+    with GCO_LOCK:
+        graphs: list[_GridProblem] = []
+        try:
+            for arrays in problems:
+                graphs.append(_GridProblem(*(np.ascontiguousarray(a) for a in arrays)))
+
+            def solve(chunk: slice) -> None:
+                for i in range(len(graphs))[chunk]:
+                    out[i] = graphs[i].swap()
+
+            run_chunks(solve, len(graphs), workers)
+        finally:
+            for graph in graphs:
+                graph.destroy()
+    return out
 
 
 def reference_gco_arrays(
@@ -78,8 +162,8 @@ def solve_swap(energy: GridEnergy, quantize: str = "scaled", workers: int = 1) -
     """alpha-beta swap per example -> labels (B, gh, gw) (k <-> z = k/m), on the energy's device.
 
     ``quantize="reference"`` needs a square grid (the code's 1000 * g^2 factor).  ``workers``
-    threads share the examples (gco runs through ctypes, which releases the GIL); every example
-    is its own problem, so the labels do not depend on it.
+    threads share the examples (:func:`gco_swap_grids`); every example is its own problem, so
+    the labels do not depend on it.
     """
     if quantize not in ("scaled", "reference"):
         raise ValueError(f"quantize must be 'scaled' or 'reference', got {quantize!r}")
@@ -94,14 +178,12 @@ def solve_swap(energy: GridEnergy, quantize: str = "scaled", workers: int = 1) -
     if quantize == "reference" and gh != gw:
         raise ValueError("quantize='reference' needs a square grid (the code's 1000*g^2 scale)")
 
-    def solve(chunk: slice) -> None:
-        for i in range(b)[chunk]:
-            if quantize == "reference":
-                arrays = reference_gco_arrays(unary[i], pv[i], ph[i], gh)
-            else:
-                arrays = _scaled_arrays(unary[i], pv[i], ph[i])
-            lab = gco_swap_grid(*arrays)
-            out[i] = (m - lab).reshape(gh, gw)  # gco label t <-> k = m - t
-
-    run_chunks(solve, b, workers)
+    problems = []
+    for i in range(b):
+        if quantize == "reference":
+            problems.append(reference_gco_arrays(unary[i], pv[i], ph[i], gh))
+        else:
+            problems.append(_scaled_arrays(unary[i], pv[i], ph[i]))
+    for i, lab in enumerate(gco_swap_grids(problems, workers)):
+        out[i] = (m - lab).reshape(gh, gw)  # gco label t <-> k = m - t
     return torch.from_numpy(out).to(energy.unary.device)

@@ -39,13 +39,13 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-import gco
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice
 from .._random import numpy_rng
+from ..mask.swap import gco_swap_grid
 from ..protocol import Mixer, MixResult
 from .registry import register
 
@@ -170,7 +170,7 @@ def solve_output(
     w_int = int(round(beta * scale / 4))
     cost_v = np.full((grid - 1, grid), w_int, dtype=np.int32)
     cost_h = np.full((grid, grid - 1), w_int, dtype=np.int32)
-    return gco.cut_grid_graph(u_int, v_int, cost_v, cost_h, n_iter=-1, algorithm="swap")
+    return gco_swap_grid(u_int, v_int, cost_v, cost_h)
 
 
 def _unthresholded(problem: CoMixupProblem, weights: np.ndarray) -> float:
