@@ -133,6 +133,94 @@ def run(
     return med
 
 
+def workers_scaling(
+    batch: int = 100,
+    repeats: int = 5,
+    grids: tuple[int, ...] = (2, 4, 8, 16),
+    workers: tuple[int, ...] | None = None,
+    epoch_images: int = 50_000,
+    cores: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
+) -> dict[tuple[str, str], dict[int, float]]:
+    """Mixing time per batch (mask + transport + compose, averaged over ``grids``) against
+    ``mask_workers``, with thread and with process pools, all settings interleaved within every
+    repeat; then the per-epoch model t(N) = serial + parallel / N fitted by least squares to
+    each pool's points, printed for ``cores`` (an epoch of ``epoch_images`` in batches of
+    ``batch``).  -> {(solver, pool): {N: ms}}."""
+    import os
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)
+    n_cpu = os.cpu_count() or 1
+    if workers is None:
+        workers = tuple(sorted({1, 2, max(1, n_cpu // 2), n_cpu}))
+    x01, sal = photo_batch(batch)
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    x = (x01 - mean) / std
+    y = torch.arange(batch) % 10
+    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
+    keys = [
+        (solver, pool, w)
+        for solver in ("swap", "exact")
+        for pool in ("thread", "process")
+        for w in workers
+    ]
+    mixers = {
+        key: PuzzleMix(
+            PuzzleMixConfig(num_classes=10, solver=key[0], mask_pool=key[1], mask_workers=key[2]),
+            mean=CIFAR_MEAN,
+            std=CIFAR_STD,
+        )
+        for key in keys
+    }
+    times: dict[tuple[str, str, int], dict[int, list[float]]] = {k: {} for k in mixers}
+    for g in grids:
+        for mixer in mixers.values():  # warm-up (numba, the pools' start)
+            mixer.mix(x, y, sal, grid=g, lam=0.5, perm=perm)
+        for _ in range(repeats):
+            for key, mixer in mixers.items():
+                t0 = time.perf_counter()
+                mixer.mix(x, y, sal, grid=g, lam=0.5, perm=perm)
+                times[key].setdefault(g, []).append(time.perf_counter() - t0)
+    ms = {
+        key: statistics.mean(1000 * statistics.median(v) for v in by_grid.values())
+        for key, by_grid in times.items()
+    }
+    print(
+        f"\nMixing against mask_workers, batch {batch}, averaged over grids {grids}, median of "
+        f"{repeats}, ms per batch (images/s); this machine has {n_cpu} CPU(s)"
+    )
+    print(f"{'solver, pool':16s}" + "".join(f"{'workers ' + str(w):>21s}" for w in workers))
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for solver in ("swap", "exact"):
+        for pool in ("thread", "process"):
+            row = {w: ms[(solver, pool, w)] for w in workers}
+            out[(solver, pool)] = row
+            cells = "".join(f"{row[w]:9.1f} ({1000 * batch / row[w]:6.0f}/s)" for w in workers)
+            print(f"{solver + ', ' + pool:16s}{cells}")
+    steps = -(-epoch_images // batch)
+    print(
+        f"\nPer-epoch model ({epoch_images:,} images, {steps} batches): mixing seconds per "
+        f"epoch on N cores, t(N) = serial + parallel / N fitted to each row above"
+    )
+    header = f"{'solver, pool':16s}{'serial':>9s}{'parallel':>10s}"
+    print(header + "".join(f"{'N=' + str(n):>8s}" for n in cores))
+    for (solver, pool), row in out.items():
+        n = np.array(list(row), dtype=float)
+        t = np.array(list(row.values()))
+        if len(n) < 2:
+            print(f"{solver + ', ' + pool:16s} one worker setting only: no fit")
+            continue
+        serial, parallel = np.linalg.lstsq(np.stack([np.ones_like(n), 1 / n], 1), t)[0]
+        cells = "".join(
+            f"{steps * (serial + parallel / c) / 1000:7.1f}" + ("*" if c > n_cpu else " ")
+            for c in cores
+        )
+        print(f"{solver + ', ' + pool:16s}{serial:7.1f}ms{parallel:8.1f}ms{cells}")
+    print("  * extrapolated beyond this machine's cores (the fit is only as good as its points)")
+    return out
+
+
 OVERHEAD_METHODS = (
     "vanilla",
     "input_mixup",
@@ -217,9 +305,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--skip-mixing", action="store_true", help="only the overhead table")
     ap.add_argument("--skip-overhead", action="store_true", help="only the mixing timings")
+    ap.add_argument("--skip-workers", action="store_true", help="no mask_workers scaling")
     args = ap.parse_args()
     if not args.skip_mixing:
         run(args.batch, args.repeats)
+    if not args.skip_workers:
+        workers_scaling(args.batch, args.repeats)
     if not args.skip_overhead:
         overhead(repeats=args.repeats)
 

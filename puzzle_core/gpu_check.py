@@ -3,7 +3,7 @@
 1. Runs the CUDA tests (``pytest -m cuda``: CPU and CUDA agree for every mixer, the transport's
    torch path on the device, training steps on the device).
 2. Times training steps of vanilla and Puzzle Mix (the reference preset, the default swap
-   solver, one mask thread and ``--workers`` threads) for PreActResNet18 and WRN-28-10 on
+   solver; one mask worker, ``--workers`` threads, ``--workers`` processes) for PreActResNet18 and WRN-28-10 on
    CIFAR-shaped data (32x32 RGB photographs, 10 classes), with and without AMP and
    channels_last.  The methods of one setting are interleaved within every repeat (vanilla,
    Puzzle Mix, Puzzle Mix with workers, vanilla, ...), so drift hits them alike.
@@ -107,6 +107,7 @@ def time_setting(
         "vanilla": ("vanilla", {}),
         "puzzlemix": ("puzzlemix", {}),
         f"puzzlemix_w{workers}": ("puzzlemix", {"mask_workers": workers}),
+        f"puzzlemix_p{workers}": ("puzzlemix", {"mask_workers": workers, "mask_pool": "process"}),
     }
     x01, _ = photo_batch(batch, 32, seed=5)
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
@@ -245,5 +246,5 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     return report
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the process pool spawns workers that import this module
     main()

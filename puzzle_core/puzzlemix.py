@@ -22,6 +22,7 @@ from .mask.exact import solve_exact
 from .mask.swap import solve_swap
 from .mixing import compose, mix_targets, to_soft_targets, upsample_mask
 from .pairing import make_pairing
+from .parallel import POOLS
 from .protocol import Mixer, MixResult, StageClock, lap_stage, timed_result
 from .puzzlemix_config import SOLVERS, PuzzleMixConfig
 from .saliency import compute_saliency, draw_grid_size, pool_saliency
@@ -79,17 +80,22 @@ class PuzzleMixResult(MixResult):
 
 
 def solve_mask(
-    energy: GridEnergy, solver: str, quantize: str = "scaled", workers: int = 1
+    energy: GridEnergy,
+    solver: str,
+    quantize: str = "scaled",
+    workers: int = 1,
+    pool: str = "thread",
 ) -> torch.Tensor:
-    """Dispatch to a mask solver -> integer labels (B, g, g); ``workers`` threads share the
-    batch's independent problems."""
+    """Dispatch to a mask solver -> integer labels (B, g, g); ``workers`` threads or processes
+    (``pool``) share the batch's independent problems."""
     check_choice("solver", solver, SOLVERS)
     check_positive_int("workers", workers, 1)
+    check_choice("pool", pool, POOLS)
     if solver == "swap":
-        return solve_swap(energy, quantize, workers)
+        return solve_swap(energy, quantize, workers, pool)
     if solver == "binary" and energy.n_labels != 2:
         raise ValueError(f"solver='binary' needs 2 labels, got {energy.n_labels}")
-    return solve_exact(energy, workers)
+    return solve_exact(energy, workers, pool)
 
 
 class PuzzleMix(Mixer):
@@ -376,7 +382,9 @@ class PuzzleMix(Mixer):
                 phi=cfg.phi,
                 prior_eps=eps,
             )
-            labels = solve_mask(energy, cfg.solver, cfg.quantize, cfg.mask_workers).to(x.device)
+            labels = solve_mask(
+                energy, cfg.solver, cfg.quantize, cfg.mask_workers, cfg.mask_pool
+            ).to(x.device)
             mask = labels.float() / (cfg.n_labels - 1)
             sync()
             t1 = time.perf_counter()

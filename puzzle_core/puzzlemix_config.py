@@ -58,8 +58,9 @@ class PuzzleMixConfig:
     pairing: "random" (reference), or GuidedMixup's "greedy" / "exact" pairing on
         spectral-residual maps (GuidedMixup Table 8 "+pairing").
     Execution (no effect on the result)
-      mask_workers: threads sharing the batch's independent problems: the swap masks and the
+      mask_workers: workers sharing the batch's independent problems: the swap masks and the
           transports per example, the exact min-cut per chunk of examples (README "Speed").
+      mask_pool: "thread" or "process" for the masks (the transport always uses threads).
     """
 
     alpha: float = 1.0
@@ -90,6 +91,7 @@ class PuzzleMixConfig:
     num_classes: int | None = None
     pairing: str = "random"
     mask_workers: int = 1
+    mask_pool: str = "thread"
     preset: str = "reference"
 
     def __post_init__(self) -> None:
@@ -126,6 +128,7 @@ class PuzzleMixConfig:
         if self.num_classes is not None:
             check_positive_int("num_classes", self.num_classes, 1)
         check_positive_int("mask_workers", self.mask_workers, 1)
+        check_choice("mask_pool", self.mask_pool, ("thread", "process"))
 
     @classmethod
     def from_preset(cls, name: str = "reference", **overrides: object) -> PuzzleMixConfig:

@@ -98,12 +98,14 @@ def test_mask_workers_do_not_change_the_result(preset, solver):
         PuzzleMixConfig.from_preset(preset, solver=solver, num_classes=5), mean=MEAN, std=STD
     )
     many = PuzzleMix(one.config.replace(mask_workers=4), mean=MEAN, std=STD)
+    procs = PuzzleMix(one.config.replace(mask_workers=3, mask_pool="process"), mean=MEAN, std=STD)
     for grid in (2, 4, 8, 16):
         for lam in (0.3, 0.5):
             a = one.mix(x, y, sal, grid=grid, lam=lam, perm=perm)
-            b = many.mix(x, y, sal, grid=grid, lam=lam, perm=perm)
-            assert torch.equal(a.labels, b.labels), (grid, lam)
-            assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+            for other in (many, procs):
+                b = other.mix(x, y, sal, grid=grid, lam=lam, perm=perm)
+                assert torch.equal(a.labels, b.labels), (grid, lam, other.config.mask_pool)
+                assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
 
 
 def test_batched_gco_calls_equal_gco_cut_grid_graph():
@@ -295,6 +297,7 @@ def test_presets_and_ablations():
         (dict(adv_p=1.5), "adv_p"),
         (dict(adv_variant="pgd"), "adv_variant"),
         (dict(mask_workers=0), "mask_workers"),
+        (dict(mask_pool="fork"), "mask_pool"),
     ],
 )
 def test_bad_config(kwargs, match):

@@ -22,15 +22,16 @@ import maxflow
 import numpy as np
 import torch
 
-from ..parallel import run_chunks
+from ..parallel import chunks, map_chunks
 from .energy import GridEnergy
 
 
-def solve_exact(energy: GridEnergy, workers: int = 1) -> torch.Tensor:
+def solve_exact(energy: GridEnergy, workers: int = 1, pool: str = "thread") -> torch.Tensor:
     """Global minimiser of ``energy`` -> integer labels (B, gh, gw) on the energy's device.
 
-    ``workers`` > 1 splits the batch into that many graphs solved in threads (PyMaxflow's
-    max-flow releases the GIL); each is still solved exactly, so the minimum does not change.
+    ``workers`` > 1 splits the batch into that many graphs solved on the ``pool`` ("thread" or
+    "process", :mod:`puzzle_core.parallel`); each is still solved exactly, so the minimum does
+    not change.
 
     Raises ValueError when a pairwise weight is negative (the energy is then not submodular and
     no single min-cut is exact; in Puzzle Mix this happens only with gamma > beta, Prop. 1).
@@ -49,12 +50,8 @@ def solve_exact(energy: GridEnergy, workers: int = 1) -> torch.Tensor:
     b, gh, gw, n_labels = unary.shape
     if n_labels == 1:
         return torch.zeros((b, gh, gw), dtype=torch.long, device=energy.unary.device)
-    labels = np.zeros((b, gh, gw), dtype=np.int64)
-
-    def solve(chunk: slice) -> None:
-        labels[chunk] = _min_cut(unary[chunk], pv[chunk], ph[chunk])
-
-    run_chunks(solve, b, workers)
+    args = [(unary[c], pv[c], ph[c]) for c in chunks(b, workers)]
+    labels = np.concatenate(map_chunks(_min_cut, args, workers, pool))
     return torch.from_numpy(labels).to(energy.unary.device)
 
 

@@ -23,7 +23,7 @@ import torch
 from gco import pygco
 from gco.cgco import _cgco
 
-from ..parallel import run_chunks
+from ..parallel import chunks, map_chunks, run_chunks
 from .energy import GridEnergy
 
 _INT32_MAX = 2**31 - 1
@@ -158,12 +158,15 @@ def _scaled_arrays(
     )
 
 
-def solve_swap(energy: GridEnergy, quantize: str = "scaled", workers: int = 1) -> torch.Tensor:
+def solve_swap(
+    energy: GridEnergy, quantize: str = "scaled", workers: int = 1, pool: str = "thread"
+) -> torch.Tensor:
     """alpha-beta swap per example -> labels (B, gh, gw) (k <-> z = k/m), on the energy's device.
 
     ``quantize="reference"`` needs a square grid (the code's 1000 * g^2 factor).  ``workers``
-    threads share the examples (:func:`gco_swap_grids`); every example is its own problem, so
-    the labels do not depend on it.
+    threads (:func:`gco_swap_grids`) or processes (``pool="process"``, each solving a chunk of
+    the examples) share the examples; every example is its own problem, so the labels do not
+    depend on them.
     """
     if quantize not in ("scaled", "reference"):
         raise ValueError(f"quantize must be 'scaled' or 'reference', got {quantize!r}")
@@ -184,6 +187,13 @@ def solve_swap(energy: GridEnergy, quantize: str = "scaled", workers: int = 1) -
             problems.append(reference_gco_arrays(unary[i], pv[i], ph[i], gh))
         else:
             problems.append(_scaled_arrays(unary[i], pv[i], ph[i]))
-    for i, lab in enumerate(gco_swap_grids(problems, workers)):
+    if pool == "process" and workers > 1:
+        parts = map_chunks(
+            gco_swap_grids, [(problems[c],) for c in chunks(b, workers)], workers, "process"
+        )
+        found = [lab for part in parts for lab in part]
+    else:
+        found = gco_swap_grids(problems, workers)
+    for i, lab in enumerate(found):
         out[i] = (m - lab).reshape(gh, gw)  # gco label t <-> k = m - t
     return torch.from_numpy(out).to(energy.unary.device)
