@@ -3,8 +3,8 @@
 1. Runs the CUDA tests (``pytest -m cuda``: CPU and CUDA agree for every mixer, the transport's
    torch path on the device, training steps on the device).
 2. Times training steps of vanilla and Puzzle Mix (the reference preset, the default swap
-   solver; one mask worker, ``--workers`` threads, ``--workers`` processes) for PreActResNet18 and WRN-28-10 on
-   CIFAR-shaped data (32x32 RGB photographs, 10 classes), with and without AMP and
+   solver; one mask worker, ``--workers`` threads, ``--workers`` processes) for PreActResNet18
+   and WRN-28-10 on CIFAR-shaped data (32x32 RGB photographs, 10 classes), with and without AMP and
    channels_last.  The methods of one setting are interleaved within every repeat (vanilla,
    Puzzle Mix, Puzzle Mix with workers, vanilla, ...), so drift hits them alike.
 3. Prints the per-step medians and the per-epoch ratio Puzzle Mix / vanilla (an epoch of CIFAR:
