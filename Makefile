@@ -10,10 +10,13 @@ export OMP_NUM_THREADS ?= 1
 
 # make reproduce PROFILE=small|smoke|mini|paper DATA_ROOT=... DEVICE=cpu|cuda JOBS=N
 #                ONLY="table3 table4" SEEDS="0 1 2 3 4"
+#                LAUNCHER=submitit CLUSTER=experiments/cluster.yaml  (each run a Slurm job)
 PROFILE   ?= small
 DATA_ROOT ?= data
 DEVICE    ?= cpu
 JOBS      ?= 2
+LAUNCHER  ?= local
+CLUSTER   ?= experiments/cluster.yaml
 
 $(STAMP): requirements.txt pyproject.toml
 	@# Fashion-MNIST, the real data set these machines can have (Debian package), where apt works
@@ -39,7 +42,8 @@ test: $(STAMP)  ## pytest + the notebooks through nbval (lax: their asserts are 
 
 reproduce: $(STAMP)  ## the profile's experiment notebooks (papermill), resumable, then the report
 	$(BIN)/python -m puzzle_core.reproduce --profile $(PROFILE) --data-root $(DATA_ROOT) \
-		--device $(DEVICE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SEEDS),--seeds $(SEEDS))
+		--device $(DEVICE) --jobs $(JOBS) $(if $(ONLY),--only $(ONLY)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		--launcher $(LAUNCHER) $(if $(filter submitit,$(LAUNCHER)),--cluster $(CLUSTER))
 
 # make gpu-check: the CUDA tests and vanilla vs Puzzle Mix step timings on one GPU (<= 10 min),
 # a JSON under experiments/published/gpu/.  DEVICE=cpu runs it small, without a GPU.

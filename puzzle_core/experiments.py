@@ -154,13 +154,27 @@ def run_table(
     seeds: Sequence[int] | None = None,
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
+    launcher: str | None = None,
+    cluster: Any = None,
 ) -> dict[str, dict[int, dict[str, Any]]]:
     """Train (or resume, or skip when finished) every row of ``table`` at ``profile``, once per
     seed (``seeds``, default: the profile's) -> {row: {seed: results}}.  Each run lives at its
     :func:`run_address` (shared with every table that lists the same run), and the table's
     ``runs.json`` maps its rows and seeds to them; ``jobs`` > 1 runs them in parallel processes
-    (one thread each)."""
+    (one thread each).  ``launcher="submitit"`` submits them as cluster jobs instead
+    (:mod:`puzzle_core.launch`, ``cluster`` a :class:`~puzzle_core.launch.ClusterConfig`);
+    by default the launcher and cluster come from PUZZLE_LAUNCHER / PUZZLE_CLUSTER."""
     from concurrent.futures import ProcessPoolExecutor
+
+    from .launch import LAUNCHERS, launcher_from_env, submit_runs
+
+    if launcher is None:
+        launcher, env_cluster = launcher_from_env()
+        cluster = cluster or env_cluster
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    if launcher == "submitit" and cluster is None:
+        raise ValueError("launcher='submitit' needs a cluster (ClusterConfig or PUZZLE_CLUSTER)")
 
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
@@ -179,14 +193,17 @@ def run_table(
     index: dict[str, dict[int, Path]] = {}
     for row in names:  # row-major: the table's slow rows do not all wait for the end
         for seed in seeds:
-            extra = {"data_root": data_root, "device": device, "progress": progress and jobs == 1}
+            quiet = jobs > 1 or launcher != "local"
+            extra = {"data_root": data_root, "device": device, "progress": progress and not quiet}
             cfg = load_config(configs[row], profile, **{**extra, **(overrides or {}), "seed": seed})
             where = run_address(root, cfg)
             index.setdefault(row, {})[seed] = where
             work.append((str(configs[row]), cfg.to_dict(), str(where)))
             keys.append((row, seed))
     _write_index(root, prof.name, table, index)
-    if jobs == 1:
+    if launcher == "submitit":
+        results = submit_runs([(fields, where) for _, fields, where in work], cluster, root)
+    elif jobs == 1:
         results = [_run_one(w) for w in work]
     else:
         import multiprocessing as mp

@@ -1,7 +1,7 @@
 """``make reproduce``: run every experiment notebook with papermill, then write the report.
 
 ``python -m puzzle_core.reproduce [--profile small|smoke|mini|paper] [--data-root D] [--device cpu]
-[--jobs N] [--only table3 figure2 ...] [--run-root R]``
+[--jobs N] [--only table3 figure2 ...] [--run-root R] [--launcher submitit --cluster C.yaml]``
 
 Each notebook runs into ``<run_root>/<profile>/<notebook>/`` (the executed copy, its tables and
 figures).  A notebook that finished with the same parameters is skipped (``done.json``); one
@@ -9,11 +9,11 @@ that was interrupted runs again, and its training runs resume from their checkpo
 interruption loses nothing that had finished.  A progress line per notebook, a summary at the
 end, and ``<run_root>/<profile>/report.{md,html}``.
 
-``--jobs N`` runs a table's independent training runs in N processes on this machine.  To send
-the same runs to a cluster, submit one ``python -m puzzle_core.run --config ... --profile ...
---run-dir <run_root>/<profile>/<table>/<row>`` per row through the cluster's scheduler (e.g.
-``submitit`` for Slurm, or a job array), then run ``make reproduce``: the finished runs are read
-back, not retrained.
+``--jobs N`` runs a table's independent training runs in N processes on this machine.
+``--launcher submitit --cluster experiments/cluster.yaml`` submits each of them as a Slurm job
+through submitit instead (requeued on preemption, resumed from its checkpoint), waits, and goes
+on as before (:mod:`puzzle_core.launch`); ``executor: local`` in the YAML runs the same jobs on
+this machine.
 """
 
 from __future__ import annotations
@@ -175,13 +175,52 @@ def run_notebooks(
     run_root: str | Path | None = None,
     only: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
+    launcher: str = "local",
+    cluster: str | Path | None = None,
     log=print,
 ) -> dict[str, dict[str, Any]]:
     """Execute the notebooks (skipping finished ones) and write the report -> per notebook
     {"status": "ran" | "skipped" | "failed", "seconds", "output"}.  Raises after the report when
-    a notebook failed."""
+    a notebook failed.  ``launcher="submitit"`` sends every training run as a cluster job
+    described by the ``cluster`` YAML (:mod:`puzzle_core.launch`; the notebooks get both
+    through PUZZLE_LAUNCHER / PUZZLE_CLUSTER)."""
+    import os
+
     import papermill as pm
 
+    from .launch import LAUNCHERS, ClusterConfig
+
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    env = {"PUZZLE_LAUNCHER": launcher}
+    if launcher == "submitit":
+        if cluster is None:
+            raise ValueError("launcher submitit needs --cluster, a cluster YAML")
+        ClusterConfig.from_yaml(cluster)  # a bad file fails here, before any notebook
+        env["PUZZLE_CLUSTER"] = str(Path(cluster).resolve())
+    saved = {k: os.environ.get(k) for k in ("PUZZLE_LAUNCHER", "PUZZLE_CLUSTER")}
+    os.environ.update(env)
+    try:
+        return _run_notebooks(profile, data_root, device, jobs, run_root, only, seeds, log, pm)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_notebooks(
+    profile: str,
+    data_root: str,
+    device: str,
+    jobs: int,
+    run_root: str | Path | None,
+    only: Sequence[str] | None,
+    seeds: Sequence[int] | None,
+    log,
+    pm,
+) -> dict[str, dict[str, Any]]:
     from .report import write_report
     from .run import check_device
 
@@ -266,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument(
         "--seeds", nargs="*", type=int, default=None, help="seeds per row (default: the profile's)"
     )
+    ap.add_argument("--launcher", default="local", help="local (default) or submitit")
+    ap.add_argument("--cluster", default=None, help="the cluster YAML for --launcher submitit")
     ns = ap.parse_args(argv)
     try:
         run_notebooks(
@@ -276,8 +317,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             run_root=ns.run_root,
             only=ns.only,
             seeds=ns.seeds,
+            launcher=ns.launcher,
+            cluster=ns.cluster,
         )
-    except ValueError as exc:  # a bad argument: one line, nothing started
+    except (ValueError, FileNotFoundError) as exc:  # a bad argument: one line, nothing started
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except RuntimeError as exc:
