@@ -55,6 +55,16 @@ CIFAR_MEAN = (129.3 / 255, 124.1 / 255, 112.4 / 255)
 CIFAR_STD = (68.2 / 255, 65.4 / 255, 70.4 / 255)
 
 
+def mixing_batch(batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The benchmark's batch: CIFAR-normalised photographs x (B, 3, 32, 32), labels y (B,) in
+    10 classes, the stand-in saliency (B, 32, 32) and a fixed pairing perm (B,)."""
+    x01, sal = photo_batch(batch)
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
+    return (x01 - mean) / std, torch.arange(batch) % 10, sal, perm
+
+
 def run(
     batch: int = 100, repeats: int = 7, grids: tuple[int, ...] = (2, 4, 8, 16)
 ) -> dict[str, dict[int, dict[str, float]]]:
@@ -65,12 +75,7 @@ def run(
     Prints medians (ms) per grid and stage -> {side: {grid: {stage: ms}}}."""
     torch.set_num_threads(1)  # fastest for these small tensor ops on 2-core machines
     torch.set_flush_denormal(True)
-    x01, sal = photo_batch(batch)
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    x = (x01 - mean) / std
-    y = torch.arange(batch) % 10
-    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
+    x, y, sal, perm = mixing_batch(batch)
     print(
         f"Puzzle Mix mixing, batch {batch} RGB {x.shape[-1]}x{x.shape[-1]} photographs "
         f"(scikit-image crops), 3 labels, transport at 4 px, lambda = 0.5; sides interleaved "
@@ -153,12 +158,7 @@ def workers_scaling(
     n_cpu = os.cpu_count() or 1
     if workers is None:
         workers = tuple(sorted({1, 2, max(1, n_cpu // 2), n_cpu}))
-    x01, sal = photo_batch(batch)
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    x = (x01 - mean) / std
-    y = torch.arange(batch) % 10
-    perm = torch.randperm(batch, generator=torch.Generator().manual_seed(1))
+    x, y, sal, perm = mixing_batch(batch)
     keys = [
         (solver, pool, w)
         for solver in ("swap", "exact")

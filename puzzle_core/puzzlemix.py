@@ -25,7 +25,7 @@ from .pairing import make_pairing
 from .parallel import POOLS
 from .protocol import Mixer, MixResult, StageClock, lap_stage, timed_result
 from .puzzlemix_config import SOLVERS, PuzzleMixConfig
-from .saliency import compute_saliency, draw_grid_size, pool_saliency
+from .saliency import SaliencyResult, compute_saliency, draw_grid_size, pool_saliency
 from .transport import (
     TransportPlan,
     apply_plan,
@@ -200,16 +200,7 @@ class PuzzleMix(Mixer):
                 kappa = x_noisy - x_pix
                 x_in = self.from_pixels(x_noisy, x.dtype)
                 adv = (nu_self, nu_partner)
-        mode = "train" if cfg.clean_lam > 0 else "eval"
-        res = compute_saliency(
-            model,
-            x_in,
-            y,
-            loss_fn,
-            norm=cfg.saliency_norm,
-            mode=mode,
-            clean_weight=cfg.clean_weight(num_classes),
-        )
+        res = self._saliency_pass(model, x_in, y, loss_fn, num_classes)
         adversarial = None
         if adv is not None and kappa is not None:
             kappa = torch.clamp(
@@ -221,6 +212,29 @@ class PuzzleMix(Mixer):
                 delta = torch.rand(1, generator=generator).reshape(-1, 1, 1, 1).expand(b, 1, 1, 1)
             adversarial = AdversarialNoise(kappa * delta.to(x.device), adv[0], adv[1])
         return Prepared(res.saliency, adversarial, res.loss, res.logits)
+
+    def _saliency_pass(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+        num_classes: int | None,
+        loss_rows: int | None = None,
+    ) -> SaliencyResult:
+        """:func:`compute_saliency` with this config's norm, BN mode (train when the clean
+        regulariser is on, as the reference) and clean weight."""
+        cfg = self.config
+        return compute_saliency(
+            model,
+            x,
+            y,
+            loss_fn,
+            norm=cfg.saliency_norm,
+            mode="train" if cfg.clean_lam > 0 else "eval",
+            clean_weight=cfg.clean_weight(num_classes),
+            loss_rows=loss_rows,
+        )
 
     def _prepare_per_pair(
         self,
@@ -256,17 +270,7 @@ class PuzzleMix(Mixer):
         n0 = int(nu0.sum())
         x_ext = torch.cat([x] + [self.from_pixels(noisy, x.dtype) for noisy, _ in starts])
         y_ext = torch.cat([y, y[nu0], y[perm][nu1]])
-        mode = "train" if cfg.clean_lam > 0 else "eval"
-        res = compute_saliency(
-            model,
-            x_ext,
-            y_ext,
-            loss_fn,
-            norm=cfg.saliency_norm,
-            mode=mode,
-            clean_weight=cfg.clean_weight(num_classes),
-            loss_rows=b,
-        )
+        res = self._saliency_pass(model, x_ext, y_ext, loss_fn, num_classes, loss_rows=b)
         sal, grad = res.saliency, res.input_grad
         sal_self, sal_partner = sal[:b].clone(), sal[:b][perm].clone()
         sal_self[nu0], sal_partner[nu1] = sal[b : b + n0], sal[b + n0 :]
