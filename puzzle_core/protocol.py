@@ -111,6 +111,11 @@ class Mixer:
       weighted): False for AugMix, manifold mixup and Puzzle Mix on AugMix images (the Figure 2
       statistics need True).
 
+    * ``apply_staged(model, x, y, ...) -> () -> MixResult``: ``apply`` split into the work on
+      the model and the mixing proper, so that a loop can mix batch t+1 while batch t trains.
+    * ``accumulates_gradients``: whether ``apply`` adds parameter gradients (Puzzle Mix's clean
+      regulariser): then the loop must zero gradients before it, and cannot overlap it.
+
     Attributes: ``name``; ``saliency`` (None, "input_gradient", "cam" or "image": computed inside
     from the pixels); ``num_classes`` (needed with integer labels).
 
@@ -131,6 +136,7 @@ class Mixer:
     channels: tuple[int, ...] | None = None  # accepted C (None: any)
     image_info: tuple[str, ...] = ()  # info entries holding images in x's space
     mixes_pixels = True
+    accumulates_gradients = False
 
     def __init__(self, num_classes: int | None = None) -> None:
         self.num_classes = num_classes
@@ -233,6 +239,44 @@ class Mixer:
         """Mix one training batch with what this method needs from ``model`` (the local module
         under DDP): x (B, C, H, W) float as the model takes it, y (B,) or (B, K).  ``timer``
         (optional) gets the stages "saliency" and "mix" (or the result's own ``timings``)."""
+        return self._apply_in_stages(model, x, y, generator, timer)()
+
+    @property
+    def stages_apart(self) -> bool:
+        """Whether :meth:`apply_staged` leaves the mixing proper to its second stage (False
+        when a subclass's own :meth:`apply` does everything at once)."""
+        return type(self).apply is Mixer.apply
+
+    def apply_staged(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        timer: StageClock | None = None,
+    ) -> Callable[[], MixResult]:
+        """:meth:`apply` in two stages: the work that needs ``model`` now, and a function that
+        does the rest (the mixing proper, no model, no parameter gradients) when called, e.g.
+        in another thread while the model trains on the previous batch (``TrainConfig.overlap``).
+        ``apply_staged(...)()`` is ``apply(...)``, draws from ``generator`` in the same order.
+        A subclass whose :meth:`apply` uses the model anywhere does all of it in the first stage
+        unless it overrides this too."""
+        if not self.stages_apart:
+            out = self.apply(model, x, y, generator=generator, timer=timer)
+            return lambda: out
+        return self._apply_in_stages(model, x, y, generator, timer)
+
+    def _apply_in_stages(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None,
+        timer: StageClock | None,
+    ) -> Callable[[], MixResult]:
+        """The default two stages: the input-gradient saliency now (when the method needs it),
+        ``mix`` later."""
         self._check_model_batch(x, y, generator)
         sal = None
         if self.saliency == "input_gradient":
@@ -240,7 +284,7 @@ class Mixer:
 
             sal = compute_saliency(model, x, y).saliency
             lap_stage(timer, "saliency")
-        return timed_result(self.mix(x, y, sal, generator=generator), timer)
+        return lambda: timed_result(self.mix(x, y, sal, generator=generator), timer)
 
     def loss(
         self,

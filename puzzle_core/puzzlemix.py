@@ -300,18 +300,43 @@ class PuzzleMix(Mixer):
         """One training batch: :meth:`prepare` on ``model`` (saliency, Algorithm 2's noise, the
         clean gradient), then :meth:`mix` with the noise; ``timer`` gets "saliency", "mask",
         "transport", "compose"."""
+        return self._apply_in_stages(model, x, y, generator, timer)()
+
+    @property
+    def stages_apart(self) -> bool:
+        return type(self).apply is PuzzleMix.apply
+
+    def _apply_in_stages(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        generator: torch.Generator | None,
+        timer: StageClock | None,
+    ) -> Callable[[], PuzzleMixResult]:
+        """:meth:`prepare` now (the model's part), the mask, transport and composition when the
+        returned function is called (CPU solvers: another thread may run it)."""
         prep = self.prepare(model, x, y, generator=generator)
         lap_stage(timer, "saliency")
-        out = self.mix(
-            x,
-            y,
-            prep.saliency,
-            generator=generator,
-            adversarial=prep.adversarial,
-            perm=prep.perm,
-            partner_saliency=prep.partner_saliency,
-        )
-        return timed_result(out, timer)
+
+        def mix() -> PuzzleMixResult:
+            out = self.mix(
+                x,
+                y,
+                prep.saliency,
+                generator=generator,
+                adversarial=prep.adversarial,
+                perm=prep.perm,
+                partner_saliency=prep.partner_saliency,
+            )
+            return timed_result(out, timer)
+
+        return mix
+
+    @property
+    def accumulates_gradients(self) -> bool:  # type: ignore[override]
+        """True with the clean-input regulariser (its gradient is added in :meth:`prepare`)."""
+        return self.config.clean_lam > 0
 
     # -- the mixing ----------------------------------------------------------------------
     def _mix(

@@ -97,3 +97,24 @@ def test_apply_checks_the_batch_before_the_model_sees_it():
             mixer.apply(model, pixels, y)
         with pytest.raises(ValueError, match="y"):
             mixer.apply(model, x, torch.tensor([0, 1, 2, 10]))
+
+
+def test_apply_staged_is_apply_in_two_steps_for_every_mixer():
+    """apply_staged(...)() draws as apply(...) does: the same mixed batch for every registered
+    mixer; a mixer that overrides apply (this file's HalfFlip) is not split and does not loop."""
+    model = build_model("resnet8", num_classes=10)
+    x, y = _batch(8)
+    for name in available():
+        mixer = build_for_data(name, {}, num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3)
+        a = mixer.apply(model, x, y, generator=torch.Generator().manual_seed(5))
+        finish = mixer.apply_staged(model, x, y, generator=torch.Generator().manual_seed(5))
+        b = finish()
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y), name
+    outside = HalfFlip(num_classes=10)
+    assert not outside.stages_apart
+    out = outside.apply_staged(model, x, y)()
+    assert outside.calls == ["apply"] and torch.equal(out.x, 0.5 * (x + x.flip(-1)))
+    splits = {n for n in available() if build_for_data(n, {}, num_classes=10, mean=(0.5,) * 3,
+                                                        std=(0.25,) * 3).stages_apart}  # fmt: skip
+    assert {"puzzlemix", "puzzlemix_aug", "cutmix", "vanilla"} <= splits
+    assert not {"manifold_mixup", "snapmix"} & splits

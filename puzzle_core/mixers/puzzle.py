@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..protocol import lap_stage
-from ..puzzlemix import PuzzleMix, PuzzleMixResult
+from ..puzzlemix import PuzzleMix
 from ..puzzlemix_config import ABLATIONS, PuzzleMixConfig
 from .augmix import AugMix
 from .registry import register
@@ -38,8 +38,8 @@ for _name, _changes in VARIANTS.items():
 
 class PuzzleMixAug(PuzzleMix):
     """Puzzle Mix (aug) (Table 6): Puzzle Mix between two AugMix images, saliency included:
-    :meth:`apply` first replaces every image by one AugMix view (no JSD), then computes the
-    saliency and mixes the augmented batch like Puzzle Mix."""
+    :meth:`apply` (and :meth:`apply_staged`) first replaces every image by one AugMix view (no JSD),
+    then computes the saliency and mixes the augmented batch like Puzzle Mix."""
 
     name = "puzzlemix_aug"
     mixes_pixels = False  # the AugMix view is not made of the input pixels
@@ -52,10 +52,10 @@ class PuzzleMixAug(PuzzleMix):
         """One AugMix view of every image (the augmentation of :meth:`apply`)."""
         return self.augmix.augment(x, generator)
 
-    def apply(self, model, x, y, *, generator=None, timer=None) -> PuzzleMixResult:
+    def _apply_in_stages(self, model, x, y, generator, timer):
         x = self.pre_transform(x, generator)
         lap_stage(timer, "mix")
-        return super().apply(model, x, y, generator=generator, timer=timer)
+        return super()._apply_in_stages(model, x, y, generator, timer)
 
 
 @register("puzzlemix_aug")

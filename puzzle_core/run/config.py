@@ -79,6 +79,11 @@ class TrainConfig:
     # (GPUs only); "off": every BatchNorm replaced by the identity (norm-free ablations, and the
     # check that a DDP step equals a single-process step)
     batchnorm: str = "local"
+    # True: batch t+1's model-dependent mixing work (Puzzle Mix: saliency, Algorithm 2's noise)
+    # runs before batch t trains, with batch t's parameters (one step stale), and its mask,
+    # transport and composition run in a thread while batch t trains (README "Performance");
+    # mixers whose work on the model cannot be split (manifold mixup, SnapMix) are unaffected
+    overlap: bool = False
     deterministic: bool = False
     profile: str = "smoke"
     device: str = "cpu"

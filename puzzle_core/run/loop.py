@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..losses import LOSSES
 from .config import TrainConfig
 from .data import SeededItems, build_data, epoch_batches, set_epoch_transform, subset
 from .evaluation import final_results, test_metrics
@@ -59,7 +60,7 @@ from .rundir import (
     read_results,
     save_checkpoint,
 )
-from .step import StageTimer, build_mixer, train_step
+from .step import StageTimer, build_mixer, staged_batches, train_step, unwrap
 
 
 def _seed_everything(seed: int) -> None:
@@ -230,6 +231,11 @@ def _train(cfg: TrainConfig, run_dir: Path, rank: int, world: int) -> dict[str, 
         state = load_checkpoint(ckpt_path, run_id, cfg.epochs, map_location=cfg.device)
         start = state["epoch"] + 1
     mixer = build_mixer(cfg.at_epoch(start), classes, mean, std)  # a bad mixer fails here
+    if cfg.overlap and mixer.accumulates_gradients:
+        raise ValueError(
+            "overlap=True needs a mixer that adds no parameter gradients while mixing; "
+            f"{mixer.name} does (Puzzle Mix's clean_lam > 0): set overlap false or clean_lam 0"
+        )
     mixer_key = (cfg.at_epoch(start).method_params, cfg.at_epoch(start).batch_size)
     if rank == 0:  # everything could be built: the run starts, and its identity is written
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -268,16 +274,27 @@ def _train(cfg: TrainConfig, run_dir: Path, rank: int, world: int) -> dict[str, 
         total, count = 0.0, 0
         steps = len(batches)
         t_load = time.perf_counter()
-        for i, (x, y) in enumerate(
-            tqdm(loader, leave=False, disable=not cfg.progress or rank != 0, desc=f"epoch {epoch}")
-        ):
-            timer.add("data", time.perf_counter() - t_load)
+        shown = tqdm(
+            loader, leave=False, disable=not cfg.progress or rank != 0, desc=f"epoch {epoch}"
+        )
+        batches_in = (
+            staged_batches(mixer, unwrap(net), shown, cfg.device, mix_gen, timer)
+            if cfg.overlap
+            else ((x.to(cfg.device), y.to(cfg.device), None) for x, y in shown)
+        )
+        for i, (x, y, mixed) in enumerate(batches_in):
+            if not cfg.overlap:  # staged_batches clocks its own data, saliency, mix_wait
+                timer.add("data", time.perf_counter() - t_load)
             if cfg.lr_knots:
                 for g in opt.param_groups:
                     g["lr"] = _lr_at(cfg.lr_knots, epoch + i / steps)
-            x, y = x.to(cfg.device), y.to(cfg.device)
             opt.zero_grad()  # before the step: the clean regulariser accumulates in prepare()
-            loss = train_step(mixer, net, x, y, cfg.loss, mix_gen, timer)
+            if mixed is None:
+                loss = train_step(mixer, net, x, y, cfg.loss, mix_gen, timer)
+            else:
+                timer.start()
+                loss = mixer.loss(net, x, y, mixed, LOSSES[cfg.loss])
+                timer.lap("forward")
             loss.backward()
             timer.lap("backward")
             opt.step()

@@ -4,12 +4,14 @@ from the model, the loss, and the per-stage clock."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 
 import torch
 
 from ..losses import LOSSES
 from ..mixers import build_for_data
-from ..protocol import Mixer
+from ..protocol import Mixer, MixResult
 from .config import TrainConfig
 
 
@@ -69,3 +71,65 @@ def train_step(
     loss = mixer.loss(model, x, y, mixed, LOSSES[loss_name])
     timer.lap("forward")
     return loss
+
+
+def staged_batches(
+    mixer: Mixer,
+    model: torch.nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: str,
+    generator: torch.Generator,
+    timer: StageTimer,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, MixResult | None]]:
+    """The loader's batches mixed one batch ahead (``TrainConfig.overlap``) -> (x, y, mixed).
+
+    Before batch t is handed out, batch t+1's model part (:meth:`Mixer.apply_staged`: Puzzle
+    Mix's saliency and Algorithm 2's noise) runs on ``model`` as it is then, i.e. with the
+    parameters batch t trains from, one step older than without overlap; its mixing proper
+    (mask, transport, composition) then runs in a worker thread while the caller trains on
+    batch t.  The generator is drawn from in the same order as without overlap, so with
+    unchanging parameters the batches are identical.  A mixer whose model work cannot be split
+    (``stages_apart`` False: manifold mixup, SnapMix) is not run ahead: (x, y, None), the caller
+    mixes as usual.  ``timer`` gets "data", "saliency" and "mix_wait" (what the mixing still
+    costs on the critical path)."""
+    if mixer.accumulates_gradients:
+        raise ValueError(
+            "overlap=True needs a mixer that adds no parameter gradients while mixing; "
+            f"{mixer.name} does (Puzzle Mix's clean_lam > 0): set overlap false or clean_lam 0"
+        )
+    from ..parallel import pool
+
+    worker = pool(1, "thread")
+    batches = iter(loader)
+
+    def fetch() -> tuple[torch.Tensor, torch.Tensor] | None:
+        t0 = time.perf_counter()
+        item = next(batches, None)
+        timer.add("data", time.perf_counter() - t0)
+        return None if item is None else (item[0].to(device), item[1].to(device))
+
+    def stage(batch: tuple[torch.Tensor, torch.Tensor]) -> Future[MixResult]:
+        t0 = time.perf_counter()
+        finish = mixer.apply_staged(model, batch[0], batch[1], generator=generator)
+        timer.add("saliency", time.perf_counter() - t0)
+        return worker.submit(finish)
+
+    if not mixer.stages_apart:  # nothing to run ahead: batch by batch, as without overlap
+        while (batch := fetch()) is not None:
+            yield batch[0], batch[1], None
+        return
+    current = fetch()
+    if current is None:
+        return
+    pending = stage(current)
+    while True:
+        upcoming = fetch()
+        t0 = time.perf_counter()
+        mixed = pending.result()  # batch t's mixing ends before batch t+1 draws from generator
+        timer.add("mix_wait", time.perf_counter() - t0)
+        if upcoming is not None:
+            pending = stage(upcoming)
+        yield current[0], current[1], mixed
+        if upcoming is None:
+            return
+        current = upcoming
