@@ -3,9 +3,9 @@
 1. Runs the CUDA tests (``pytest -m cuda``: CPU and CUDA agree for every mixer, the transport's
    torch path on the device, training steps on the device).
 2. Times training steps of vanilla and Puzzle Mix (the reference preset, the default swap
-   solver; one mask worker, ``--workers`` threads, ``--workers`` processes) for PreActResNet18
-   and WRN-28-10 on CIFAR-shaped data (32x32 RGB photographs, 10 classes), with and without AMP and
-   channels_last.  The methods of one setting are interleaved within every repeat (vanilla,
+   solver; one mask worker, ``--workers`` threads, ``--workers`` processes, and the ``overlap``
+   schedule in steady state) for PreActResNet18 and WRN-28-10 on CIFAR-shaped data (32x32 RGB
+   photographs, 10 classes), with and without AMP and channels_last.  The methods of one setting are interleaved within every repeat (vanilla,
    Puzzle Mix, Puzzle Mix with workers, vanilla, ...), so drift hits them alike.
 3. Prints the per-step medians and the per-epoch ratio Puzzle Mix / vanilla (an epoch of CIFAR:
    50,000 images), and writes a JSON with provenance (commit, packages, hardware, GPU).
@@ -26,14 +26,17 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from .bench import CIFAR_MEAN, CIFAR_STD, photo_batch
+from .losses import LOSSES
 from .mixers import build_for_data
 from .models import MODEL_NAMES, build_model
+from .parallel import pool
 from .provenance import ROOT, provenance
 from .run.step import StageTimer, train_step
 
@@ -108,6 +111,7 @@ def time_setting(
         "puzzlemix": ("puzzlemix", {}),
         f"puzzlemix_w{workers}": ("puzzlemix", {"mask_workers": workers}),
         f"puzzlemix_p{workers}": ("puzzlemix", {"mask_workers": workers, "mask_pool": "process"}),
+        "puzzlemix_overlap": ("puzzlemix", {}),
     }
     x01, _ = photo_batch(batch, 32, seed=5)
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
@@ -126,14 +130,32 @@ def time_setting(
         mixer = build_for_data(method, params, num_classes=10, mean=CIFAR_MEAN, std=CIFAR_STD)
         runs[label] = (model, opt, scaler, mixer)
 
+    worker = pool(1, "thread")
+    pending: dict[str, Future] = {}
+
+    def overlapped_loss(label: str, seed: int) -> torch.Tensor:
+        """TrainConfig.overlap's schedule in steady state: this batch's mixing was started
+        during the previous step; the next one's saliency runs now, its mixing in a thread."""
+        model, _, _, mixer = runs[label]
+        if label not in pending:
+            finish = mixer.apply_staged(model, x, y, generator=torch.Generator().manual_seed(0))
+            pending[label] = worker.submit(finish)
+        mixed = pending[label].result()
+        gen = torch.Generator().manual_seed(seed)
+        pending[label] = worker.submit(mixer.apply_staged(model, x, y, generator=gen))
+        return mixer.loss(model, x, y, mixed, LOSSES["ce"])
+
     def step(label: str, seed: int, timer: StageTimer | None = None) -> float:
         model, opt, scaler, mixer = runs[label]
         _sync(device)
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            loss = train_step(
-                mixer, model, x, y, "ce", torch.Generator().manual_seed(seed), timer=timer
-            )
+            if label == "puzzlemix_overlap":
+                loss = overlapped_loss(label, seed)
+            else:
+                loss = train_step(
+                    mixer, model, x, y, "ce", torch.Generator().manual_seed(seed), timer=timer
+                )
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -149,7 +171,7 @@ def time_setting(
             if r >= warmup:
                 times[label].append(t)
     for label in runs:
-        if label != "vanilla":  # one more step with a synchronising clock per stage
+        if label not in ("vanilla", "puzzlemix_overlap"):  # one step with a clock per stage
             timer = StageTimer(sync=device.type == "cuda")
             step(label, warmup + steps, timer)
             result.stages_ms[label] = {k: round(1000 * v, 2) for k, v in timer.seconds.items()}

@@ -26,10 +26,13 @@ def test_gpu_check_runs_on_cpu_and_writes_its_record(tmp_path, capsys):
     ]
     for s in saved["settings"]:
         assert s["skipped"] is None and s["steps"] == 2
-        assert set(s["ms"]) == {"vanilla", "puzzlemix", "puzzlemix_w2", "puzzlemix_p2"}
+        labels = {"vanilla", "puzzlemix", "puzzlemix_w2", "puzzlemix_p2", "puzzlemix_overlap"}
+        assert set(s["ms"]) == labels
         assert all(v > 0 for v in s["ms"].values())
-        for label in ("puzzlemix", "puzzlemix_w2", "puzzlemix_p2"):
+        for label in labels - {"vanilla"}:
             assert s["ratio"][label] == pytest.approx(s["ms"][label] / s["ms"]["vanilla"], rel=1e-2)
+            assert s["epoch_s"][label] > 0
+        for label in ("puzzlemix", "puzzlemix_w2", "puzzlemix_p2"):
             assert {"saliency", "mask", "transport", "compose", "forward"} <= set(
                 s["stages_ms"][label]
             )
