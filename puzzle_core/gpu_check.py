@@ -5,8 +5,9 @@
 2. Times training steps of vanilla and Puzzle Mix (the reference preset, the default swap
    solver; one mask worker, ``--workers`` threads, ``--workers`` processes, and the ``overlap``
    schedule in steady state) for PreActResNet18 and WRN-28-10 on CIFAR-shaped data (32x32 RGB
-   photographs, 10 classes), with and without AMP and channels_last.  The methods of one setting are interleaved within every repeat (vanilla,
-   Puzzle Mix, Puzzle Mix with workers, vanilla, ...), so drift hits them alike.
+   photographs, 10 classes), with and without AMP and channels_last.  The methods of one
+   setting are interleaved within every repeat (vanilla, Puzzle Mix, Puzzle Mix with workers,
+   ..., vanilla, ...), so drift hits them alike.
 3. Prints the per-step medians and the per-epoch ratio Puzzle Mix / vanilla (an epoch of CIFAR:
    50,000 images), and writes a JSON with provenance (commit, packages, hardware, GPU).
 
