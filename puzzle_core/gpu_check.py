@@ -171,6 +171,8 @@ def time_setting(
             t = step(label, r)
             if r >= warmup:
                 times[label].append(t)
+    for fut in pending.values():  # the overlap's last mixing: not left running into what follows
+        fut.result()
     for label in runs:
         if label not in ("vanilla", "puzzlemix_overlap"):  # one step with a clock per stage
             timer = StageTimer(sync=device.type == "cuda")
