@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -27,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,9 +37,8 @@ from .bench import CIFAR_MEAN, CIFAR_STD, photo_batch
 from .losses import LOSSES
 from .mixers import build_for_data
 from .models import MODEL_NAMES, build_model
-from .parallel import pool
 from .provenance import ROOT, provenance
-from .run.step import StageTimer, train_step
+from .run.step import StageTimer, staged_batches, train_step
 
 CIFAR_TRAIN = 50_000
 MODELS = ("preactresnet18", "wrn28_10")
@@ -131,20 +130,12 @@ def time_setting(
         mixer = build_for_data(method, params, num_classes=10, mean=CIFAR_MEAN, std=CIFAR_STD)
         runs[label] = (model, opt, scaler, mixer)
 
-    worker = pool(1, "thread")
-    pending: dict[str, Future] = {}
-
-    def overlapped_loss(label: str, seed: int) -> torch.Tensor:
-        """TrainConfig.overlap's schedule in steady state: this batch's mixing was started
-        during the previous step; the next one's saliency runs now, its mixing in a thread."""
-        model, _, _, mixer = runs[label]
-        if label not in pending:
-            finish = mixer.apply_staged(model, x, y, generator=torch.Generator().manual_seed(0))
-            pending[label] = worker.submit(finish)
-        mixed = pending[label].result()
-        gen = torch.Generator().manual_seed(seed)
-        pending[label] = worker.submit(mixer.apply_staged(model, x, y, generator=gen))
-        return mixer.loss(model, x, y, mixed, LOSSES["ce"])
+    # the overlap schedule in steady state: each step waits for its batch's mixing (started
+    # during the previous step) and runs the next batch's saliency (TrainConfig.overlap)
+    ahead = staged_batches(
+        runs["puzzlemix_overlap"][3], runs["puzzlemix_overlap"][0], itertools.repeat((x, y)),
+        str(device), torch.Generator().manual_seed(0), StageTimer(),
+    )  # fmt: skip
 
     def step(label: str, seed: int, timer: StageTimer | None = None) -> float:
         model, opt, scaler, mixer = runs[label]
@@ -152,7 +143,8 @@ def time_setting(
         t0 = time.perf_counter()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             if label == "puzzlemix_overlap":
-                loss = overlapped_loss(label, seed)
+                _, _, mixed = next(ahead)
+                loss = mixer.loss(model, x, y, mixed, LOSSES["ce"])
             else:
                 loss = train_step(
                     mixer, model, x, y, "ce", torch.Generator().manual_seed(seed), timer=timer
@@ -171,8 +163,7 @@ def time_setting(
             t = step(label, r)
             if r >= warmup:
                 times[label].append(t)
-    for fut in pending.values():  # the overlap's last mixing: not left running into what follows
-        fut.result()
+    ahead.close()  # waits for the batch mixed ahead
     for label in runs:
         if label not in ("vanilla", "puzzlemix_overlap"):  # one step with a clock per stage
             timer = StageTimer(sync=device.type == "cuda")

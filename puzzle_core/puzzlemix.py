@@ -288,24 +288,6 @@ class PuzzleMix(Mixer):
         adversarial = AdversarialNoise(noises[0], nu0, nu1, partner_noise=noises[1])
         return Prepared(sal_self, adversarial, res.loss, res.logits, perm, sal_partner)
 
-    def apply(
-        self,
-        model: torch.nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        generator: torch.Generator | None = None,
-        timer: StageClock | None = None,
-    ) -> PuzzleMixResult:
-        """One training batch: :meth:`prepare` on ``model`` (saliency, Algorithm 2's noise, the
-        clean gradient), then :meth:`mix` with the noise; ``timer`` gets "saliency", "mask",
-        "transport", "compose"."""
-        return self._apply_in_stages(model, x, y, generator, timer)()
-
-    @property
-    def stages_apart(self) -> bool:
-        return type(self).apply is PuzzleMix.apply
-
     def _apply_in_stages(
         self,
         model: torch.nn.Module,
@@ -314,8 +296,10 @@ class PuzzleMix(Mixer):
         generator: torch.Generator | None,
         timer: StageClock | None,
     ) -> Callable[[], PuzzleMixResult]:
-        """:meth:`prepare` now (the model's part), the mask, transport and composition when the
-        returned function is called (CPU solvers: another thread may run it)."""
+        """:meth:`apply`'s two stages: :meth:`prepare` now (saliency, Algorithm 2's noise, the
+        clean gradient), :meth:`mix` with the noise when the returned function is called (CPU
+        solvers: another thread may run it); ``timer`` gets "saliency", "mask", "transport",
+        "compose"."""
         prep = self.prepare(model, x, y, generator=generator)
         lap_stage(timer, "saliency")
 

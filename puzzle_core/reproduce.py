@@ -186,8 +186,6 @@ def run_notebooks(
     through PUZZLE_LAUNCHER / PUZZLE_CLUSTER)."""
     import os
 
-    import papermill as pm
-
     from .launch import LAUNCHERS, ClusterConfig
 
     if launcher not in LAUNCHERS:
@@ -201,7 +199,7 @@ def run_notebooks(
     saved = {k: os.environ.get(k) for k in ("PUZZLE_LAUNCHER", "PUZZLE_CLUSTER")}
     os.environ.update(env)
     try:
-        return _run_notebooks(profile, data_root, device, jobs, run_root, only, seeds, log, pm)
+        return _run_notebooks(profile, data_root, device, jobs, run_root, only, seeds, log)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -219,8 +217,9 @@ def _run_notebooks(
     only: Sequence[str] | None,
     seeds: Sequence[int] | None,
     log,
-    pm,
 ) -> dict[str, dict[str, Any]]:
+    import papermill as pm
+
     from .report import write_report
     from .run import check_device
 

@@ -17,7 +17,6 @@ import functools
 import threading
 from collections.abc import Sequence
 
-import gco
 import numpy as np
 import torch
 from gco import pygco
@@ -39,11 +38,9 @@ GCO_LOCK = threading.Lock()
 def gco_swap_grid(
     unary: np.ndarray, label_cost: np.ndarray, cost_v: np.ndarray, cost_h: np.ndarray
 ) -> np.ndarray:
-    """One call of gco's swap on a grid, arguments exactly as gco takes them -> labels (gh*gw,)."""
-    # gco reads the raw buffers: they must be C-contiguous
-    arrays = [np.ascontiguousarray(a) for a in (unary, label_cost, cost_v, cost_h)]
-    with GCO_LOCK:
-        return gco.cut_grid_graph(*arrays, n_iter=-1, algorithm="swap")
+    """One call of gco's swap on a grid, arguments exactly as ``gco.cut_grid_graph`` takes them
+    -> labels (gh*gw,) (:func:`gco_swap_grids` of one problem)."""
+    return gco_swap_grids([(unary, label_cost, cost_v, cost_h)])[0]
 
 
 @functools.lru_cache(maxsize=64)

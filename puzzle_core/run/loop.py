@@ -60,7 +60,7 @@ from .rundir import (
     read_results,
     save_checkpoint,
 )
-from .step import StageTimer, build_mixer, staged_batches, train_step, unwrap
+from .step import StageTimer, build_mixer, check_overlap, staged_batches, train_step, unwrap
 
 
 def _seed_everything(seed: int) -> None:
@@ -231,11 +231,8 @@ def _train(cfg: TrainConfig, run_dir: Path, rank: int, world: int) -> dict[str, 
         state = load_checkpoint(ckpt_path, run_id, cfg.epochs, map_location=cfg.device)
         start = state["epoch"] + 1
     mixer = build_mixer(cfg.at_epoch(start), classes, mean, std)  # a bad mixer fails here
-    if cfg.overlap and mixer.accumulates_gradients:
-        raise ValueError(
-            "overlap=True needs a mixer that adds no parameter gradients while mixing; "
-            f"{mixer.name} does (Puzzle Mix's clean_lam > 0): set overlap false or clean_lam 0"
-        )
+    if cfg.overlap:
+        check_overlap(mixer)  # before the run's identity is written
     mixer_key = (cfg.at_epoch(start).method_params, cfg.at_epoch(start).batch_size)
     if rank == 0:  # everything could be built: the run starts, and its identity is written
         run_dir.mkdir(parents=True, exist_ok=True)

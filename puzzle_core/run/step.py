@@ -73,6 +73,16 @@ def train_step(
     return loss
 
 
+def check_overlap(mixer: Mixer) -> None:
+    """ValueError when ``mixer`` cannot run ahead (``TrainConfig.overlap``): it adds parameter
+    gradients while mixing, which the previous batch's update would then absorb."""
+    if mixer.accumulates_gradients:
+        raise ValueError(
+            "overlap=True needs a mixer that adds no parameter gradients while mixing; "
+            f"{mixer.name} does (Puzzle Mix's clean_lam > 0): set overlap false or clean_lam 0"
+        )
+
+
 def staged_batches(
     mixer: Mixer,
     model: torch.nn.Module,
@@ -91,12 +101,8 @@ def staged_batches(
     unchanging parameters the batches are identical.  A mixer whose model work cannot be split
     (``stages_apart`` False: manifold mixup, SnapMix) is not run ahead: (x, y, None), the caller
     mixes as usual.  ``timer`` gets "data", "saliency" and "mix_wait" (what the mixing still
-    costs on the critical path)."""
-    if mixer.accumulates_gradients:
-        raise ValueError(
-            "overlap=True needs a mixer that adds no parameter gradients while mixing; "
-            f"{mixer.name} does (Puzzle Mix's clean_lam > 0): set overlap false or clean_lam 0"
-        )
+    costs on the critical path).  Closing the iterator early waits for the batch mixed ahead."""
+    check_overlap(mixer)
     from ..parallel import pool
 
     worker = pool(1, "thread")
@@ -122,14 +128,17 @@ def staged_batches(
     if current is None:
         return
     pending = stage(current)
-    while True:
-        upcoming = fetch()
-        t0 = time.perf_counter()
-        mixed = pending.result()  # batch t's mixing ends before batch t+1 draws from generator
-        timer.add("mix_wait", time.perf_counter() - t0)
-        if upcoming is not None:
-            pending = stage(upcoming)
-        yield current[0], current[1], mixed
-        if upcoming is None:
-            return
-        current = upcoming
+    try:
+        while True:
+            upcoming = fetch()
+            t0 = time.perf_counter()
+            mixed = pending.result()  # batch t's mixing ends before batch t+1 draws
+            timer.add("mix_wait", time.perf_counter() - t0)
+            if upcoming is not None:
+                pending = stage(upcoming)
+            yield current[0], current[1], mixed
+            if upcoming is None:
+                return
+            current = upcoming
+    finally:  # closed early: the batch mixed ahead does not run on into what follows
+        pending.result()
